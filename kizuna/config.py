@@ -1,0 +1,82 @@
+"""The one configuration object: environment variables `KIZUNA_*` with sensible defaults.
+
+Every path defaults to a place inside the work tree (`data/` beside the code), so a
+fresh clone runs without any set-up and writes nothing elsewhere.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The work tree: the folder that holds `kizuna/`, `flows/`, `dbt_project/`, ...
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Kizuna's settings. Each field `x` is read from the environment as `KIZUNA_X`."""
+
+    model_config = SettingsConfigDict(env_prefix="KIZUNA_", extra="ignore")
+
+    home: Path = Field(PROJECT_ROOT, description="Work tree; other paths default below it.")
+    data_dir: Path | None = Field(None, description="Where data lives (default: <home>/data).")
+    exports_dir: Path | None = Field(
+        None, description="Incoming nightly exports, one folder per night (default: <data_dir>/exports)."
+    )
+    archive_dir: Path | None = Field(
+        None, description="Copies of every export file loaded, kept as received (default: <data_dir>/archive)."
+    )
+    warehouse: Path | None = Field(None, description="The DuckDB warehouse file (default: <data_dir>/warehouse.duckdb).")
+    ledger: Path | None = Field(
+        None, description="The send ledger, its own DuckDB file so that no rebuild can lose it "
+        "(default: <data_dir>/ledger.duckdb)."
+    )
+    outbox_dir: Path | None = Field(None, description="Local outbox channel's folder (default: <data_dir>/outbox).")
+    reports_dir: Path | None = Field(None, description="Nightly reports (default: <data_dir>/reports).")
+    dbt_project_dir: Path | None = Field(None, description="The dbt project (default: <home>/dbt_project).")
+
+    source_encoding: Literal["auto", "utf-8", "cp932"] = Field(
+        "auto", description="Encoding of the CSV exports; `auto` tries UTF-8, then CP932 (Shift_JIS)."
+    )
+    timezone: str = Field("Asia/Tokyo", description="The shop's time zone: nights and send dates are in it.")
+
+    # Demo shop.
+    demo_customers: int = Field(3000, ge=100, description="Customers in the demo shop.")
+    demo_seed: int = Field(20261122, description="Seed of the demo shop generator.")
+    demo_nights: int = Field(3, ge=1, description="Nights exported one folder each after the full history.")
+
+    # Campaigns.
+    catch_up_days: int = Field(
+        3, ge=0, description="A step that fell due up to this many days ago still goes out once; older ones are skipped."
+    )
+    sender_name: str = Field("絆オーガニクス株式会社 (Kizuna Organics K.K.)", description="Sender named in every marketing e-mail.")
+    sender_address: str = Field("〒150-0001 東京都渋谷区神宮前1-2-3", description="Sender's postal address (legal footer).")
+    sender_contact: str = Field("support@kizuna-organics.example / 0120-000-000", description="Sender's contact (legal footer).")
+    sender_email: str = Field("info@kizuna-organics.example", description="From address of marketing e-mail.")
+    unsubscribe_base_url: str = Field(
+        "https://kizuna-organics.example/unsubscribe", description="Unsubscribe link; a per-recipient token is appended."
+    )
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> "Settings":
+        self.home = self.home.resolve()
+        data = (self.data_dir or self.home / "data").resolve()
+        self.data_dir = data
+        self.exports_dir = (self.exports_dir or data / "exports").resolve()
+        self.archive_dir = (self.archive_dir or data / "archive").resolve()
+        self.warehouse = (self.warehouse or data / "warehouse.duckdb").resolve()
+        self.ledger = (self.ledger or data / "ledger.duckdb").resolve()
+        self.outbox_dir = (self.outbox_dir or data / "outbox").resolve()
+        self.reports_dir = (self.reports_dir or data / "reports").resolve()
+        self.dbt_project_dir = (self.dbt_project_dir or self.home / "dbt_project").resolve()
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings()
