@@ -1,0 +1,44 @@
+"""The nightly flow: ingest → raw-data gate → dbt build → mart gate → campaign sends → report.
+
+Orchestration only: each task calls one stage of `kizuna.stages`, where the work is.
+A failing stage raises, and Prefect stops everything downstream of it: a raw-data
+error means nothing is modelled, a mart error means nothing is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import kizuna  # noqa: F401  (sets Prefect/dbt/GE environment defaults before prefect is imported)
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from kizuna import stages
+from kizuna.config import get_settings
+
+# Nothing here is cached or retried: every stage is idempotent by design (merge on keys,
+# checksummed loads, the send ledger), and a blind retry of a send is never safe.
+ingest = task(stages.ingest, name="ingest", cache_policy=NO_CACHE)
+gate_raw = task(stages.gate_raw, name="raw-data gate", cache_policy=NO_CACHE)
+build_marts = task(stages.build_marts, name="dbt build", cache_policy=NO_CACHE)
+gate_marts = task(stages.gate_marts, name="mart gate", cache_policy=NO_CACHE)
+send_campaigns = task(stages.send_campaigns, name="campaign sends", cache_policy=NO_CACHE)
+write_report = task(stages.write_report, name="report", cache_policy=NO_CACHE)
+
+
+@flow(name="kizuna-nightly")
+def nightly(night: date | None = None) -> stages.NightlyOutcome:
+    """Process the export of `night` (default: the newest one) and every earlier one not yet loaded."""
+    settings = get_settings()
+    outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night))
+    outcome.loads = ingest(settings, outcome.night)
+    outcome.raw_gate = gate_raw(settings, outcome.night)
+    outcome.build = build_marts(settings, outcome.run_date)
+    outcome.mart_gate = gate_marts(settings)
+    outcome.campaigns = send_campaigns(settings, outcome.run_date)
+    outcome.report_path = write_report(settings, outcome)
+    return outcome
+
+
+if __name__ == "__main__":
+    nightly()

@@ -1,0 +1,194 @@
+"""The `kizuna` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+import kizuna  # noqa: F401  (environment defaults first)
+from kizuna.config import Settings, get_settings
+from kizuna.errors import KizunaError
+
+app = typer.Typer(help="kizuna: the nightly CRM pipeline for direct-to-consumer shops.", no_args_is_help=True)
+campaigns_app = typer.Typer(help="Scenario files: validate and preview.", no_args_is_help=True)
+docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(docs_app, name="docs")
+console = Console()
+
+
+def _fail(exc: KizunaError) -> None:
+    console.print(f"[bold red]Stopped:[/] {exc}")
+    raise typer.Exit(1)
+
+
+def _log_to_console() -> None:
+    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("kizuna").setLevel(logging.INFO)
+
+
+def _run_flow(night: date | None):
+    """Run the nightly flow in this process (Prefect's temporary local server when none is configured)."""
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # our own summary says what happened
+    from flows.nightly import nightly
+
+    state = nightly(night=night, return_state=True)
+    if state.is_failed():
+        try:
+            state.result()
+        except KizunaError as exc:
+            _fail(exc)
+        except Exception as exc:  # an unexpected failure: say which stage, keep the detail
+            console.print(f"[bold red]The nightly run failed:[/] {type(exc).__name__}: {exc}")
+            raise typer.Exit(1) from None
+    return state.result()
+
+
+def _print_summary(outcome, settings: Settings, seconds: float) -> None:
+    loads = [f for n in outcome.loads for f in n.files]
+    read = sum(f.rows_read for f in loads)
+    new = sum(f.rows_inserted + f.rows_updated for f in loads)
+    quarantined = sum(f.rows_quarantined for f in loads)
+    console.rule(f"kizuna nightly run · night of {outcome.night} · sends dated {outcome.run_date}")
+    if loads:
+        console.print(f"Loaded     {len(outcome.loads)} night(s), {len(loads)} file(s): {read:,} rows read, "
+                      f"{new:,} inserted or updated, {quarantined:,} quarantined")
+    else:
+        console.print("Loaded     nothing new: every export was already loaded")
+    for gate in (outcome.raw_gate, outcome.mart_gate):
+        console.print(f"Checks     {gate.gate}: {gate.passed}/{len(gate.outcomes)} passed"
+                      + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
+    console.print(f"Models     {outcome.build.summary()}")
+    table = Table("scenario", "step", "channel", "status", "messages", title="Campaign messages", title_justify="left")
+    for (scenario, step, channel, status), n in sorted(outcome.campaigns.delivered.items()):
+        table.add_row(scenario, step, channel, status, f"{n:,}")
+    if outcome.campaigns.delivered:
+        console.print(table)
+    else:
+        console.print("Messages   none due (or all already sent)")
+    console.print(f"Warehouse  {settings.warehouse}")
+    console.print(f"Outbox     {settings.outbox_dir}")
+    console.print(f"Report     {outcome.report_path}")
+    console.print(f"Done in {seconds:.1f} s.")
+
+
+@app.command()
+def demo(
+    customers: Optional[int] = typer.Option(None, help="Customers in the demo shop (default: KIZUNA_DEMO_CUSTOMERS)."),
+) -> None:
+    """Generate a demo shop if none exists, run the nightly flow for its newest night, summarise."""
+    _log_to_console()
+    settings = get_settings()
+    started = time.perf_counter()
+    try:
+        if not (settings.exports_dir / "shop.json").exists():
+            _generate_demo(settings, customers or settings.demo_customers)
+        outcome = _run_flow(None)
+    except KizunaError as exc:
+        _fail(exc)
+    _print_summary(outcome, settings, time.perf_counter() - started)
+
+
+def _generate_demo(settings: Settings, customers: int) -> None:
+    from rich.progress import Progress
+
+    from kizuna.demo_shop import generate_shop
+
+    # The demo shop's last night is yesterday in the shop's time zone, so tonight's sends are today's.
+    end = datetime.now(ZoneInfo(settings.timezone)).date() - timedelta(days=1)
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"Generating a demo shop of {customers:,} customers", total=1.0)
+        generate_shop(settings.exports_dir, customers=customers, seed=settings.demo_seed, end_date=end,
+                      nights=settings.demo_nights, progress=lambda _msg, done: progress.update(bar, completed=done))
+    console.print(f"Demo shop: {customers:,} customers, exports in {settings.exports_dir}")
+
+
+@app.command()
+def run(night: Optional[datetime] = typer.Option(None, formats=["%Y-%m-%d"], help="Night to process (default: newest).")) -> None:
+    """Run the nightly flow on the exports in KIZUNA_EXPORTS_DIR."""
+    _log_to_console()
+    settings = get_settings()
+    started = time.perf_counter()
+    try:
+        outcome = _run_flow(night.date() if night else None)
+    except KizunaError as exc:
+        _fail(exc)
+    _print_summary(outcome, settings, time.perf_counter() - started)
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., help="Folder to write the exports into (one sub-folder per night)."),
+    customers: int = typer.Option(10_000, help="Number of customers."),
+    seed: int = typer.Option(1, help="Random seed: the same seed gives the same files."),
+    end_date: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="Last night of the export."),
+    nights: int = typer.Option(3, help="Nights exported one folder each after the full history."),
+    encoding: str = typer.Option("utf-8", help="utf-8 or cp932."),
+) -> None:
+    """Generate a synthetic shop's nightly CSV exports."""
+    from kizuna.demo_shop import generate_shop
+
+    summary = generate_shop(out, customers=customers, seed=seed, end_date=end_date.date(), nights=nights, encoding=encoding)
+    console.print(summary)
+
+
+@campaigns_app.command("validate")
+def campaigns_validate() -> None:
+    """Validate every scenario file and render each step once with sample data."""
+    from campaigns.render import Renderer
+    from campaigns.schema import load_scenarios
+
+    settings = get_settings()
+    try:
+        scenarios = load_scenarios()
+        renderer = Renderer(settings)
+        sample = {"customer_id": "C0000000", "last_name": "山田", "first_name": "花子"}
+        for s in scenarios:
+            for step in s.steps:
+                renderer.render(step, sample, "sample-send-id", date.today())
+    except KizunaError as exc:
+        _fail(exc)
+    for s in scenarios:
+        console.print(f"[green]ok[/] {s.id} (priority {s.priority}, {len(s.steps)} steps)")
+
+
+@docs_app.command("export-format")
+def docs_export_format(out: Path = typer.Option(Path("docs/export-format.md"), help="Where to write it.")) -> None:
+    """Write the export format reference (generated from connectors/sources/export_format.py)."""
+    from kizuna.docs_export_format import render_export_format_doc
+
+    out.write_text(render_export_format_doc(), encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+@docs_app.command("dbt")
+def docs_dbt() -> None:
+    """Generate the dbt docs site (dbt_project/target/index.html)."""
+    from kizuna import modelling
+
+    try:
+        modelling.generate_docs(get_settings())
+    except KizunaError as exc:
+        _fail(exc)
+    console.print(f"dbt docs: {get_settings().dbt_project_dir / 'target' / 'index.html'}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,110 @@
+"""The stages of the nightly run, each a plain function of the settings.
+
+The Prefect flow (`flows/nightly.py`) wraps each in a task; tests and benchmarks call
+them directly. Each stage opens the warehouse itself and closes it when done, so
+stages can run in separate task runs without sharing state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from campaigns.engine import CampaignResult, run_campaigns, send_date_for
+from campaigns.schema import load_scenarios
+from connectors.channels.outbox import OutboxChannel
+from connectors.sources.csv_export import CsvExportSource
+from connectors.sources.loader import NightLoadResult, load_pending
+from kizuna import modelling, quality, report
+from kizuna.config import Settings
+from kizuna.errors import KizunaError
+from kizuna.warehouse import connect
+
+log = logging.getLogger("kizuna")
+
+
+@dataclass
+class NightlyOutcome:
+    """What one nightly run did, stage by stage (a stage that did not run stays None)."""
+
+    night: date
+    loads: list[NightLoadResult] = field(default_factory=list)
+    raw_gate: quality.GateResult | None = None
+    build: modelling.BuildResult | None = None
+    mart_gate: quality.GateResult | None = None
+    campaigns: CampaignResult | None = None
+    report_path: Path | None = None
+
+    @property
+    def run_date(self) -> date:
+        return send_date_for(self.night)
+
+
+def source_for(settings: Settings) -> CsvExportSource:
+    return CsvExportSource(settings.exports_dir, encoding=settings.source_encoding)
+
+
+def resolve_night(settings: Settings, night: date | None) -> date:
+    """The night to process: the one asked for, or the newest export available."""
+    nights = source_for(settings).nights()
+    if not nights:
+        raise KizunaError(
+            f"No export found in {settings.exports_dir}: expected one folder per night named YYYY-MM-DD "
+            "holding the CSV files (see docs/export-format.md), or run `kizuna demo` for a demo shop."
+        )
+    if night is None:
+        return nights[-1]
+    if night not in nights:
+        raise KizunaError(f"No export for night {night} in {settings.exports_dir} (newest: {nights[-1]}).")
+    return night
+
+
+def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
+    with connect(settings.warehouse) as con:
+        results = load_pending(con, source_for(settings), through=night, archive_dir=settings.archive_dir)
+    for r in results:
+        log.info("ingest %s", r.summary())
+    return results
+
+
+def gate_raw(settings: Settings, night: date) -> quality.GateResult:
+    with connect(settings.warehouse) as con:
+        result = quality.check_raw_night(con, night)
+    log.info("%s", result.summary())
+    result.raise_on_error()
+    return result
+
+
+def build_marts(settings: Settings, run_date: date) -> modelling.BuildResult:
+    result = modelling.build_models(settings, run_date)
+    log.info("%s", result.summary())
+    return result
+
+
+def gate_marts(settings: Settings) -> quality.GateResult:
+    with connect(settings.warehouse) as con:
+        result = quality.check_marts(con)
+    log.info("%s", result.summary())
+    result.raise_on_error()
+    return result
+
+
+def send_campaigns(settings: Settings, run_date: date) -> CampaignResult:
+    scenarios = load_scenarios()
+
+    def channel_for(name: str) -> OutboxChannel:
+        return OutboxChannel(settings.outbox_dir, name, settings.sender_name, settings.sender_email)
+
+    with connect(settings.warehouse) as con:
+        result = run_campaigns(con, settings, scenarios, run_date, channel_for)
+    log.info("campaigns: %d planned, %d sent", sum(result.planned.values()), result.total("sent"))
+    return result
+
+
+def write_report(settings: Settings, outcome: NightlyOutcome) -> Path:
+    with connect(settings.warehouse) as con:
+        path = report.write_nightly_report(con, settings, outcome)
+    log.info("report: %s", path)
+    return path
