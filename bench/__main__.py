@@ -1,0 +1,3 @@
+from bench.nightly import main
+
+main()

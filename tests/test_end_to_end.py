@@ -1,0 +1,90 @@
+"""The README's promise: `kizuna demo` runs the whole nightly job, and a second run changes nothing.
+
+Runs the real command in a subprocess (Prefect's temporary local server, dbt, GE,
+DuckDB files, the outbox) against a small demo shop in a temporary data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+KIZUNA = Path(sys.executable).parent / "kizuna"
+
+
+def run_demo(data_dir: Path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "KIZUNA_DATA_DIR": str(data_dir),
+        "KIZUNA_DEMO_CUSTOMERS": "1500",
+        "PREFECT_HOME": str(data_dir.parent / "prefect-home"),
+        "COLUMNS": "200",
+    }
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.run([str(KIZUNA), "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo_twice(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    first = run_demo(data_dir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        raw_before = {t: con.execute(f"select count(*), sum(hash(*)) from raw.{t}").fetchone()
+                      for t in ("customers", "orders", "order_lines", "shipments", "consents")}
+    outbox_before = sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file())
+    second = run_demo(data_dir)
+    assert second.returncode == 0, second.stdout + second.stderr
+    return data_dir, first, second, raw_before, outbox_before
+
+
+def test_the_demo_runs_every_stage_for_real(demo_twice):
+    data_dir, first, _, _, _ = demo_twice
+    out = first.stdout
+    for line in ("Loaded", "Checks", "Models", "Warehouse", "Outbox", "Report"):
+        assert line in out, out
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        customers = con.execute("select count(*) from raw.customers").fetchone()[0]
+        assert customers == 1500
+        assert con.execute("select count(*) from marts.dim_customers").fetchone()[0] == customers
+        assert con.execute("select count(*) from marts.fct_orders").fetchone()[0] > customers
+    with duckdb.connect(str(data_dir / "ledger.duckdb"), read_only=True) as con:
+        sent = con.execute("select count(*) from sends where status = 'sent'").fetchone()[0]
+    assert sent > 0
+    index = [json.loads(line) for line in (data_dir / "outbox" / "index.jsonl").read_text().splitlines()]
+    assert len(index) == sent
+    assert (data_dir / "reports" / "latest.html").read_text(encoding="utf-8").count("<table") >= 3
+    assert any((data_dir / "archive").rglob("orders.csv"))
+
+
+def test_a_second_run_loads_nothing_new_and_sends_nothing_twice(demo_twice):
+    data_dir, _, second, raw_before, outbox_before = demo_twice
+    assert "nothing new" in second.stdout
+    assert "none due (or all already sent)" in second.stdout
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        raw_after = {t: con.execute(f"select count(*), sum(hash(*)) from raw.{t}").fetchone() for t in raw_before}
+    assert raw_after == raw_before
+    assert sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file()) == outbox_before
+    with duckdb.connect(str(data_dir / "ledger.duckdb"), read_only=True) as con:
+        keys = con.execute("select count(*), count(distinct (scenario_id, step_id, customer_id, anchor_date)) "
+                           "from sends").fetchone()
+    assert keys[0] == keys[1]
+
+
+def test_every_prefect_deployment_entrypoint_imports():
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    for deployment in config["deployments"]:
+        path, name = deployment["entrypoint"].split(":")
+        code = f"import runpy; ns = runpy.run_path({str(ROOT / path)!r}, run_name='probe'); assert callable(ns[{name!r}])"
+        probe = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert probe.returncode == 0, probe.stderr
+        cron = deployment["schedules"][0]
+        assert (cron["cron"], cron["timezone"]) == ("0 2 * * *", "Asia/Tokyo")
