@@ -34,7 +34,7 @@ def _fail(exc: KizunaError) -> None:
 
 def _log_to_console() -> None:
     handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("kizuna").setLevel(logging.INFO)
 
 

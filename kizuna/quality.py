@@ -12,6 +12,8 @@ A check of severity `error` stops the run; a `warning` is reported and the run g
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -137,6 +139,8 @@ def _validate(gate: str, frames: dict[str, Any], checks: tuple[Check, ...]) -> G
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GE announces the temporary docs folder of every ephemeral context at INFO: noise here.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas(gate)

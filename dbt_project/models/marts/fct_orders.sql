@@ -1,0 +1,96 @@
+with
+
+orders as (
+
+    select * from {{ ref('int_orders_costed') }}
+
+),
+
+shipments as (
+
+    select * from {{ ref('stg_shop__shipments') }}
+
+),
+
+counted_orders as (
+
+    select
+        *,
+        cast(ordered_at as date) as ordered_date
+
+    from orders
+    where order_status = 'confirmed'
+        and order_total > 0
+
+),
+
+order_shipments as (
+
+    select
+        order_id,
+        min(shipped_at) as shipped_at,
+        min(delivered_at) as delivered_at
+
+    from shipments
+    group by order_id
+
+),
+
+sequenced as (
+
+    select
+        *,
+        row_number() over (
+            partition by customer_id
+            order by ordered_at, order_id
+        ) as purchase_sequence_number,
+        lag(ordered_date) over (
+            partition by customer_id
+            order by ordered_at, order_id
+        ) as previous_ordered_date
+
+    from counted_orders
+
+),
+
+final as (
+
+    select
+        sequenced.order_id,
+        sequenced.customer_id,
+        sequenced.purchase_sequence_number,
+        sequenced.purchase_sequence_number = 1 as is_first_purchase,
+        sequenced.ordered_at,
+        sequenced.ordered_date,
+        sequenced.previous_ordered_date,
+        cast(
+            {{ dbt.datediff('sequenced.previous_ordered_date', 'sequenced.ordered_date', 'day') }}
+            as {{ dbt.type_int() }}
+        ) as days_since_previous_purchase,
+        sequenced.order_kind,
+        sequenced.subscription_id,
+        sequenced.delivery_number,
+        sequenced.media_code,
+        sequenced.coupon_code,
+        sequenced.payment_method,
+        sequenced.order_total as revenue,
+        sequenced.subtotal,
+        sequenced.discount_amount,
+        sequenced.shipping_fee,
+        sequenced.unit_cost,
+        sequenced.order_handling_cost,
+        sequenced.shipping_cost,
+        sequenced.payment_fee,
+        sequenced.fulfilment_cost,
+        sequenced.line_count,
+        sequenced.unit_count,
+        order_shipments.shipped_at,
+        order_shipments.delivered_at
+
+    from sequenced
+    left join order_shipments
+        on sequenced.order_id = order_shipments.order_id
+
+)
+
+select * from final

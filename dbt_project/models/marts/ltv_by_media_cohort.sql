@@ -1,0 +1,22 @@
+with
+
+totals as (
+
+    select * from {{ ref('int_media_cohort_horizon_totals') }}
+
+),
+
+final as (
+
+    select
+        acquisition_media_code,
+        cohort_month,
+        horizon,
+        horizon_months,
+        {{ ltv_metrics() }}
+
+    from totals
+
+)
+
+select * from final

@@ -1,0 +1,270 @@
+"""Building the dbt project (`dbt_project/`) in-process, with results a person can read.
+
+dbt runs through `dbtRunner` in this process rather than as a CLI subprocess: the
+import is paid once (~2 s) and each build costs little more than its SQL. Two things
+follow from running in-process:
+
+- dbt-duckdb (1.11) keeps its connection to the warehouse open for the life of the
+  process, which holds DuckDB's file lock against other processes and forbids opening
+  the file here with another configuration (`read_only=True`). `_invoke` therefore
+  closes that connection after every dbt command (`_release_warehouse`).
+- `dbtRunner` is not thread-safe: one build at a time per process.
+
+A failed model, a failed or erroring test (data or unit) raises `ModelBuildFailed`,
+a `KizunaError` whose message names every failed node, so the flow stops and says why
+instead of showing a traceback (or, worse, green).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from kizuna.config import Settings
+from kizuna.errors import KizunaError
+
+#: Node statuses that mean the build did not do what was asked.
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+#: How much of a node's message goes into the error summary (DuckDB errors can be long).
+_MESSAGE_LIMIT = 400
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """What happened to one node (model, data test, unit test, seed) in a build."""
+
+    name: str
+    resource_type: str
+    status: str
+    seconds: float
+    message: str | None
+    unique_id: str
+    failures: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The outcome of one `dbt build`: every node in execution order, and the wall time."""
+
+    run_date: date
+    nodes: tuple[NodeResult, ...]
+    seconds: float
+
+    @property
+    def failed(self) -> tuple[NodeResult, ...]:
+        return tuple(n for n in self.nodes if n.failed)
+
+    @property
+    def warned(self) -> tuple[NodeResult, ...]:
+        return tuple(n for n in self.nodes if n.status == "warn")
+
+    @property
+    def skipped(self) -> tuple[NodeResult, ...]:
+        return tuple(n for n in self.nodes if n.status == "skipped")
+
+    @property
+    def success(self) -> bool:
+        return not self.failed and not self.skipped
+
+    def node(self, name: str) -> NodeResult:
+        """The result of the node called `name` (a model, test or unit test name)."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r} in this build")
+
+    def summary(self) -> str:
+        """One line for the console and the report, e.g. '12 models built, 140 tests passed in 4.1 s'."""
+        models = sum(1 for n in self.nodes if n.resource_type == "model" and not n.failed)
+        tests = [n for n in self.nodes if n.resource_type in ("test", "unit_test")]
+        passed = sum(1 for n in tests if n.status == "pass")
+        text = f"{models} models built, {passed} of {len(tests)} tests passed"
+        if self.warned:
+            text += f" ({len(self.warned)} warnings: {', '.join(n.name for n in self.warned)})"
+        return f"{text} in {self.seconds:.1f} s"
+
+    def counts(self) -> dict[str, int]:
+        """How many nodes ended in each status, e.g. {'success': 15, 'pass': 104}."""
+        out: dict[str, int] = {}
+        for n in self.nodes:
+            out[n.status] = out.get(n.status, 0) + 1
+        return out
+
+
+class ModelBuildFailed(KizunaError):
+    """`dbt build` failed: the message names each failed node; `result` holds them all."""
+
+    def __init__(self, message: str, result: BuildResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def build_models(settings: Settings, run_date: date, select: Sequence[str] | None = None) -> BuildResult:
+    """Run `dbt build` (models, data tests, unit tests) against `settings.warehouse`.
+
+    `run_date` is the day everything "as of today" is measured against (stage, recency,
+    age). `select` takes dbt selectors (e.g. `["stg_shop__customers+"]`); None builds
+    everything. Raises `ModelBuildFailed` when any node fails or errors, or when dbt
+    cannot run at all (bad project, unreadable warehouse).
+    """
+    args = ["build", "--vars", json.dumps({"run_date": run_date.isoformat()})]
+    if select:
+        args += ["--select", *select]
+    started = time.perf_counter()
+    outcome = _invoke(settings, args)
+    seconds = time.perf_counter() - started
+
+    execution = outcome.result
+    if execution is None or not hasattr(execution, "results"):
+        raise ModelBuildFailed(_could_not_run("dbt build", settings, outcome.exception))
+    result = BuildResult(
+        run_date=run_date,
+        nodes=tuple(_node_result(r) for r in execution.results),
+        seconds=seconds,
+    )
+    if result.failed or not outcome.success:
+        raise ModelBuildFailed(_failure_summary(result, settings), result)
+    return result
+
+
+def generate_docs(settings: Settings) -> Path:
+    """Run `dbt docs generate`; return the generated site's `index.html`.
+
+    Serve the `target/` folder (or `dbt docs serve --project-dir dbt_project`) to browse it.
+    """
+    outcome = _invoke(settings, ["docs", "generate"])
+    if not outcome.success:
+        raise ModelBuildFailed(_could_not_run("dbt docs generate", settings, outcome.exception))
+    return _target_dir(settings) / "index.html"
+
+
+# --- invocation -----------------------------------------------------------------------
+
+
+def _target_dir(settings: Settings) -> Path:
+    assert settings.dbt_project_dir is not None  # set by Settings' validator
+    return settings.dbt_project_dir / "target"
+
+
+def _invoke(settings: Settings, args: list[str]) -> Any:
+    """Run one dbt command in-process against the configured project and warehouse."""
+    project = settings.dbt_project_dir
+    assert project is not None and settings.warehouse is not None  # set by Settings' validator
+    if not (project / "dbt_project.yml").is_file():
+        raise KizunaError(f"No dbt project at {project} (dbt_project.yml missing); set KIZUNA_DBT_PROJECT_DIR.")
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+
+    from dbt.cli.main import dbtRunner  # imported late: ~2 s, and only flows that build need it
+
+    common = [
+        "--project-dir", str(project),
+        "--profiles-dir", str(project),
+        "--target-path", str(_target_dir(settings)),
+        "--log-path", str(project / "logs"),
+        "--no-use-colors",
+        # The console gets our one-line summary (and dbt's warnings); dbt.log keeps the detail.
+        "--log-level", "warn",
+        "--log-level-file", "info",
+    ]
+    try:
+        with _environment(KIZUNA_WAREHOUSE=str(settings.warehouse)):
+            return dbtRunner().invoke([*args, *common])
+    finally:
+        _release_warehouse()
+
+
+def _release_warehouse() -> None:
+    """Close the DuckDB connection dbt-duckdb keeps open after a command.
+
+    dbt-duckdb caches one environment (and its connection) per process in a class
+    attribute and only replaces it when the credentials change; dropping and closing it
+    here releases the file. The next dbt command opens a fresh one.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter: nothing kept open by us
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if environment is not None:
+        environment.close()
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of a dbt call, then restore them.
+
+    dbt reads `KIZUNA_WAREHOUSE` in profiles.yml; restoring it keeps this process's
+    `Settings()` from silently picking up the value afterwards.
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+# --- results --------------------------------------------------------------------------
+
+
+def _node_result(run_result: Any) -> NodeResult:
+    node = run_result.node
+    return NodeResult(
+        name=node.name,
+        resource_type=str(node.resource_type),
+        status=str(run_result.status),
+        seconds=round(float(run_result.execution_time or 0.0), 3),
+        message=run_result.message,
+        unique_id=node.unique_id,
+        failures=run_result.failures,
+    )
+
+
+def _one_line(text: str | None) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= _MESSAGE_LIMIT else flat[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def _failure_summary(result: BuildResult, settings: Settings) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts().items()))
+    lines = [f"dbt build for {result.run_date.isoformat()} failed ({counts}):"]
+    for n in result.failed:
+        kind = n.resource_type.replace("_", " ")
+        rows = f" ({n.failures} failing rows)" if n.failures and n.resource_type == "test" else ""
+        lines.append(f"  - {kind} {n.name}: {n.status}{rows}: {_one_line(n.message)}")
+    if result.skipped:
+        names = ", ".join(n.name for n in result.skipped if n.resource_type == "model")
+        lines.append(f"  {len(result.skipped)} nodes skipped because of these" + (f" (models: {names})" if names else "") + ".")
+    if not result.failed:
+        lines.append("  dbt reported failure without a failed node; see the log.")
+    assert settings.dbt_project_dir is not None
+    lines.append(
+        f"Details: {settings.dbt_project_dir / 'logs' / 'dbt.log'}; re-run one node with "
+        f"`dbt build --project-dir {settings.dbt_project_dir} --profiles-dir {settings.dbt_project_dir} --select <name>`."
+    )
+    return "\n".join(lines)
+
+
+def _could_not_run(command: str, settings: Settings, exc: BaseException | None) -> str:
+    reason = _one_line(str(exc)) if exc is not None else "no result (see the log)"
+    return (
+        f"{command} could not run on warehouse {settings.warehouse} with project "
+        f"{settings.dbt_project_dir}: {reason}"
+    )
