@@ -28,7 +28,7 @@ test: $(STAMP) ## Run the test suite
 bench: $(STAMP) ## Time each stage on generated shops (BENCH_CUSTOMERS="10000 100000")
 	$(BIN)/python -m bench $(if $(BENCH_CUSTOMERS),--customers $(BENCH_CUSTOMERS))
 
-docs: $(STAMP) ## Generate the dbt docs site (dbt_project/target/index.html)
+docs: $(STAMP) ## Generate the dbt docs (dbt_project/target/static_index.html)
 	$(BIN)/kizuna docs dbt
 
 lock: $(UV) ## Re-resolve requirements.lock from pyproject.toml

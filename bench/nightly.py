@@ -14,6 +14,7 @@ import argparse
 import json
 import resource
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -72,6 +73,8 @@ def _run_phase(settings: Settings, night: date, phase: str, customers: int) -> T
         started = time.perf_counter()
         value = fn(*args)
         timing.seconds[name] = time.perf_counter() - started
+        # Progress as it happens: a long run that fails late still shows what it measured.
+        print(f"  {customers:>9,} {phase:<17} {name:<10} {timing.seconds[name]:8.2f} s", file=sys.stderr, flush=True)
         return value
 
     outcome = stages.NightlyOutcome(night=night)

@@ -139,14 +139,15 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
 
 
 def generate_docs(settings: Settings) -> Path:
-    """Run `dbt docs generate`; return the generated site's `index.html`.
+    """Run `dbt docs generate --static`; return the site as one self-contained page.
 
-    Serve the `target/` folder (or `dbt docs serve --project-dir dbt_project`) to browse it.
+    `static_index.html` embeds the manifest and catalog, so it opens straight from the
+    file system; `dbt docs serve` serves the same site from `target/`.
     """
-    outcome = _invoke(settings, ["docs", "generate"])
+    outcome = _invoke(settings, ["docs", "generate", "--static"])
     if not outcome.success:
         raise ModelBuildFailed(_could_not_run("dbt docs generate", settings, outcome.exception))
-    return _target_dir(settings) / "index.html"
+    return _target_dir(settings) / "static_index.html"
 
 
 # --- invocation -----------------------------------------------------------------------

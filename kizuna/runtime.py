@@ -24,6 +24,8 @@ def configure_environment(home: Path | None = None) -> None:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_VERSION_CHECK": "false",
         "GX_ANALYTICS_ENABLED": "false",
+        # The stages log to `kizuna`; this puts those lines in the flow run's log in the Prefect UI.
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "kizuna",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -12,7 +12,7 @@ first_orders as (
         customer_id,
         ordered_date as first_order_date,
         cast({{ dbt.date_trunc('month', 'ordered_date') }} as date) as cohort_month,
-        coalesce(media_code, '(none)') as acquisition_media_code
+        coalesce(acquisition_media_code, '(none)') as acquisition_media_code
 
     from orders
     where purchase_sequence_number = 1

@@ -51,7 +51,7 @@ first_orders as (
         customer_id,
         order_id as first_order_id,
         order_kind as first_order_kind,
-        media_code as acquisition_media_code,
+        acquisition_media_code,
         shipped_at as first_shipped_at,
         delivered_at as first_delivered_at
 

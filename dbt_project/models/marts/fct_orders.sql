@@ -24,6 +24,24 @@ counted_orders as (
 
 ),
 
+acquisition_media as (
+
+    -- The medium that brought the customer in: the code on their earliest order that
+    -- carries one, whatever became of that order (the ad paid for it even if it was
+    -- cancelled; later subscription deliveries carry no code).
+    select customer_id, media_code as acquisition_media_code
+    from (
+        select
+            customer_id,
+            media_code,
+            row_number() over (partition by customer_id order by ordered_at, order_id) as media_rank
+        from orders
+        where media_code is not null
+    ) ranked_media
+    where media_rank = 1
+
+),
+
 order_shipments as (
 
     select
@@ -71,6 +89,7 @@ final as (
         sequenced.subscription_id,
         sequenced.delivery_number,
         sequenced.media_code,
+        acquisition_media.acquisition_media_code,
         sequenced.coupon_code,
         sequenced.payment_method,
         sequenced.order_total as revenue,
@@ -88,6 +107,8 @@ final as (
         order_shipments.delivered_at
 
     from sequenced
+    left join acquisition_media
+        on sequenced.customer_id = acquisition_media.customer_id
     left join order_shipments
         on sequenced.order_id = order_shipments.order_id
 
