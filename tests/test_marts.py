@@ -14,7 +14,7 @@ of tests/test_dbt_models.py. The shop, as of RUN_DATE 2025-10-15:
 - P1: registered, never bought (prospect).
 
 Fulfilment cost per order comes from the project's seed (`seeds/fulfilment_costs.csv`,
-¥950 as shipped); expectations are computed from the seed so that a shop's own costs do
+¥650 as shipped); expectations are computed from the seed so that a shop's own costs do
 not break the test.
 """
 
