@@ -1,33 +1,42 @@
 """The nightly campaign run: select who is due, record them in the ledger, deliver, record outcomes.
 
-Selection is set-based SQL on DuckDB (one statement per scenario step, never a loop
-over customers). Delivery goes through the channel interface in batches; the ledger
-is written before each hand-over, so a crash at any point is finished by the next
-run without sending anything twice.
+Selection is one set-based SQL statement on DuckDB over every scenario step at once
+(never a loop over customers): anchors (first order, subscription start, abandoned
+cart, ...) are joined to the steps, due = anchor + day; then consent, suppression,
+hold-out, priority between scenarios and the frequency cap decide each row's status,
+and all rows are inserted into the ledger in that one statement. Delivery goes
+through the channel interface in batches; each batch is marked `sending` before the
+hand-over and its outcomes recorded after, so a crash at any point is finished by
+the next run without sending anything twice (or flagged `unknown` for a person when
+the provider cannot deduplicate).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 import duckdb
 
 from campaigns import ledger
-from campaigns.render import Renderer
-from campaigns.schema import ANCHOR_COLUMNS, GOAL_CONDITIONS, Scenario, Step
+from campaigns.render import Rendered, Renderer
+from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, Scenario, Step
 from connectors.channels.base import Channel, Message
 from kizuna.config import Settings
+from kizuna.errors import KizunaError
 
-#: Per channel: the consent flag and the contact field in marts.dim_customers.
+#: Per channel: the consent flag and the contact test in marts.dim_customers (`c`).
+#: A package insert travels in a parcel the customer ordered: no consent or address needed.
 CHANNEL_REACH = {
-    "email": ("has_email_consent", "email"),
-    "line": ("has_line_consent", "line_user_id"),
-    "sms": ("has_sms_consent", "phone"),
-    "dm": ("has_dm_consent", "postal_code"),
-    "phone": ("has_phone_consent", "phone"),
+    "email": ("c.has_email_consent", "c.email is not null"),
+    "line": ("c.has_line_consent", "c.line_user_id is not null"),
+    "sms": ("c.has_sms_consent", "c.phone is not null"),
+    "dm": ("c.has_dm_consent", "c.postal_code is not null"),
+    "phone": ("c.has_phone_consent", "c.phone is not null"),
+    "insert": ("true", "true"),
 }
 
 ChannelFactory = Callable[[str], Channel]
@@ -37,52 +46,252 @@ ChannelFactory = Callable[[str], Channel]
 class CampaignResult:
     run_date: date
     planned: Counter = field(default_factory=Counter)  # (scenario, step, channel) -> newly planned
+    recorded: Counter = field(default_factory=Counter)  # (scenario, step, channel, status) -> rows recorded at planning
     delivered: Counter = field(default_factory=Counter)  # (scenario, step, channel, status) -> count
 
     def total(self, status: str) -> int:
         return sum(n for (_, _, _, s), n in self.delivered.items() if s == status)
 
 
-def _plan_step(con: duckdb.DuckDBPyConnection, scenario: Scenario, step: Step, run_date: date,
-               catch_up_days: int) -> int:
-    """Record in the ledger every customer due for `step` today (or in the catch-up window)."""
-    anchor = ANCHOR_COLUMNS[scenario.entry.event]
-    consent, contact = CHANNEL_REACH.get(step.channel, ("true", "customer_id"))
-    where = ["not is_erased", f"{anchor} is not null", f"{consent}", f"{contact} is not null"]
-    params: list[object] = []
-    if scenario.stage != "any":
-        where.append("stage = ?")
-        params.append(scenario.stage)
-    for column, value in scenario.segment.items():
-        values = value if isinstance(value, list) else [value]
-        where.append(f"{column} in (select unnest(?::varchar[]))")
-        params.append(values)
-    if scenario.exit.goal:
-        where.append(f"not ({GOAL_CONDITIONS[scenario.exit.goal]})")
-    send_id = ledger.send_id_sql("?", "?", "customer_id", "anchor_date")
-    sql = f"""
-        insert into ledger.sends
-        select {send_id}, ?, ?, customer_id, anchor_date, ?, due_date, ?, 'planned', null, null,
-               now()::timestamp, now()::timestamp
-        from (
-            select customer_id, {anchor} as anchor_date, {anchor} + {step.day} as due_date
-            from marts.dim_customers
-            where {' and '.join(where)}
+def in_holdout(customer_id: str, scenario_id: str, percent: float) -> bool:
+    """The hold-out rule in Python (the SQL below computes the same): stable across runs and machines."""
+    bucket = int(hashlib.md5(f"{scenario_id}|{customer_id}".encode()).hexdigest()[:8], 16) % 10000
+    return bucket < percent * 100
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "select schema_name || '.' || table_name from duckdb_tables() where database_name = current_database() "
+        "union all select schema_name || '.' || view_name from duckdb_views() where database_name = current_database()"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _require(tables: set[str], needed: str, why: str) -> None:
+    if needed not in tables:
+        raise KizunaError(f"{why} needs the table {needed}, which the warehouse does not have: "
+                          "run the nightly build first (or remove that scenario).")
+
+
+def last_run_before(con: duckdb.DuckDBPyConnection, run_date: date) -> date | None:
+    if not ledger.is_attached(con):
+        return None
+    return con.execute("select max(run_date) from ledger.runs where run_date < ?", [run_date]).fetchone()[0]
+
+
+def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario], run_date: date,
+               last_run: date | None) -> tuple[str, dict[str, Any]]:
+    """The one SELECT that yields every new ledger row of the night, with its status and detail."""
+    tables = _tables(con)
+    _require(tables, "marts.dim_customers", "campaign selection")
+    catch_up = settings.catch_up_days
+    lo_live = run_date - timedelta(days=catch_up)
+    lo = min(lo_live, last_run + timedelta(days=1)) if last_run else lo_live
+    params: dict[str, Any] = {
+        "run_date": run_date, "lo": lo, "lo_live": lo_live,
+        "cap_from": run_date - timedelta(days=settings.campaign_cap_days - 1),
+    }
+
+    def bind(value: Any) -> str:
+        name = f"p{len(params)}"
+        params[name] = value
+        return f"${name}"
+
+    # Steps as a small constant table (ids are validated [a-z0-9_], so literals are safe).
+    step_rows, windows = [], {}
+    for s in scenarios:
+        holdout = s.holdout_percent if s.holdout_percent is not None else settings.campaign_holdout_percent
+        for st in s.steps:
+            step_rows.append(f"('{s.id}', '{st.id}', {st.day}, '{st.channel}', {s.priority}, '{s.entry.key}', "
+                             f"{float(holdout)})")
+            lo_day, hi_day = windows.get(s.entry.key, (st.day, st.day))
+            windows[s.entry.key] = (min(lo_day, st.day), max(hi_day, st.day))
+    anchor_parts = []
+    for s in scenarios:
+        key = s.entry.key
+        if key not in windows:
+            continue
+        min_day, max_day = windows.pop(key)
+        source = s.entry.sql()
+        for table in ("marts.fct_orders", "raw.carts"):
+            if table in source:
+                _require(tables, table, f"scenario {s.id} (entry {s.entry.event})")
+        anchor_parts.append(
+            f"select '{key}' as event, customer_id, anchor_date from ({source}) "
+            f"where anchor_date between $lo - {max_day} and $run_date - {min_day}"
         )
-        where due_date between ?::date - {catch_up_days} and ?::date
-        on conflict do nothing
+
+    # Per scenario: stage, segment, goal and stop conditions over the customer row `c`.
+    filters = []
+    for s in scenarios:
+        conds = [f"x.scenario_id = '{s.id}'"]
+        if s.stage != "any":
+            conds.append(f"c.stage = {bind(s.stage)}")
+        for column, value in s.segment.items():
+            values = value if isinstance(value, list) else [value]
+            names = [v for v in values if v is not None]
+            if column == "product":
+                _require(tables, "raw.order_lines", f"scenario {s.id} (segment product)")
+                conds.append(
+                    "exists (select 1 from marts.fct_orders o join raw.order_lines l "
+                    "on cast(l.order_id as varchar) = o.order_id where o.customer_id = c.customer_id "
+                    f"and list_contains({bind(names)}::varchar[], cast(l.product_id as varchar)))")
+                continue
+            expr = SEGMENT_COLUMNS[column]
+            test = f"list_contains({bind(names)}::varchar[], {expr})"
+            conds.append(f"({test} or {expr} is null)" if None in values else f"coalesce({test}, false)")
+        for condition in s.exit.conditions:
+            conds.append(f"not coalesce({EXIT_CONDITIONS[condition]}, false)")
+        filters.append("(" + " and ".join(conds) + ")")
+
+    consent = "case x.channel " + " ".join(f"when '{ch}' then {c}" for ch, (c, _) in CHANNEL_REACH.items()) + " end"
+    contact = "case x.channel " + " ".join(f"when '{ch}' then {a}" for ch, (_, a) in CHANNEL_REACH.items()) + " end"
+    caps = settings.campaign_caps
+    cap = ("case channel " + " ".join(f"when '{ch}' then {int(n)}" for ch, n in caps.items() if ch in CHANNEL_REACH)
+           + " else null end") if caps else "null"
+    audience = ("marts.campaign_audience" if "marts.campaign_audience" in tables else
+                "(select cast(null as varchar) as customer_id, cast(null as varchar) as rfm_segment where false)")
+    holdout = "((('0x' || substr(md5(x.scenario_id || '|' || x.customer_id), 1, 8))::bigint % 10000) < x.hold_pct * 100)"
+    send_id = ledger.send_id_sql("scenario_id", "step_id", "customer_id", "anchor_date")
+    contact_statuses = ", ".join(f"'{s}'" for s in ledger.CONTACT_STATUSES)
+    cols = "scenario_id, step_id, customer_id, anchor_date, channel, due_date"
+    sql = f"""
+    with
+    steps(scenario_id, step_id, step_day, channel, priority, event, hold_pct) as (values {', '.join(step_rows)}),
+    anchors as (select distinct * from ({' union all '.join(anchor_parts)})),
+    due as (
+        select s.*, a.customer_id, a.anchor_date, cast(a.anchor_date + s.step_day as date) as due_date
+        from anchors a join steps s on a.event = s.event
+        where a.anchor_date + s.step_day between $lo and $run_date
+    ),
+    fresh as (
+        select * from due x
+        where not exists (
+            select 1 from ledger.sends l
+            where l.scenario_id = x.scenario_id and l.step_id = x.step_id
+              and l.customer_id = x.customer_id and l.anchor_date = x.anchor_date)
+    ),
+    x as (
+        select x.*,
+            case
+                when x.due_date < $lo_live then 'missed'
+                when coalesce(c.is_erased, false) then 'erased'
+                when x.customer_id in (select customer_id from ledger.suppressions sp
+                                       where sp.channel is null or sp.channel = x.channel) then 'suppressed'
+                when not coalesce({consent}, false) then 'no_consent'
+                when not coalesce({contact}, false) then 'no_address'
+                when {holdout} then 'held_out'
+            end as reason
+        from fresh x
+        join marts.dim_customers c on c.customer_id = x.customer_id
+        left join {audience} a on a.customer_id = x.customer_id
+        where {' or '.join(filters)}
+    ),
+    live as (
+        select *, first_value(scenario_id) over (
+            partition by customer_id, channel order by priority desc, scenario_id) as winner
+        from x where reason is null or reason = 'held_out'
+    ),
+    recent as (
+        select customer_id, channel, count(*) as n from ledger.sends
+        where status in ({contact_statuses}) and run_date between $cap_from and $run_date
+        group by customer_id, channel
+    ),
+    capq as (
+        select l.*, coalesce(r.n, 0) + row_number() over (
+            partition by l.customer_id, l.channel order by l.priority desc, l.step_day, l.step_id) as nth
+        from live l left join recent r on r.customer_id = l.customer_id and r.channel = l.channel
+        where l.reason is null and l.winner = l.scenario_id
+    ),
+    final as (
+        select {cols}, 'skipped' as status, reason as detail from x where reason <> 'held_out'
+        union all
+        select {cols},
+            case when winner = scenario_id then 'held_out' else 'skipped' end,
+            case when winner = scenario_id then 'holdout' else 'priority:' || winner end
+        from live where reason = 'held_out'
+        union all
+        select {cols}, 'skipped', 'priority:' || winner from live where reason is null and winner <> scenario_id
+        union all
+        select {cols},
+            case when nth > ({cap}) then 'capped' else 'planned' end,
+            case when nth > ({cap}) then 'cap:' || ({cap}) || ' per {settings.campaign_cap_days} days' end
+        from capq
+    )
+    select {send_id} as send_id, {cols}, cast($run_date as date) as run_date, status, detail
+    from final
     """
-    before = con.execute("select count(*) from ledger.sends").fetchone()[0]
-    con.execute(sql, [scenario.id, step.id, scenario.id, step.id, step.channel, run_date, *params, run_date, run_date])
-    return con.execute("select count(*) from ledger.sends").fetchone()[0] - before
+    if not ledger.is_attached(con):  # preview before any run: read an empty ledger, create none
+        for table, empty in ledger.EMPTY.items():
+            sql = sql.replace(f"from {table} ", f"from {empty} ").replace(f"from {table}\n", f"from {empty}\n")
+    return sql, params
+
+
+def plan(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario], run_date: date,
+         result: CampaignResult) -> None:
+    """Record in the ledger, in one statement, every row of the night (planned, skipped, capped, held out).
+
+    The SELECT already leaves out keys the ledger holds, so no ON CONFLICT clause (DuckDB's is
+    ~100x slower here); should a key exist anyway, the unique constraint stops the statement and
+    nothing of the night is recorded (one statement, one transaction).
+    """
+    last_run = last_run_before(con, run_date)
+    sql, params = plan_query(con, settings, scenarios, run_date, last_run)
+    rows = con.execute(
+        f"""
+        insert into ledger.sends
+        select send_id, scenario_id, step_id, customer_id, anchor_date, channel, due_date, run_date, status, detail,
+               null, now()::timestamp, now()::timestamp
+        from ({sql})
+        returning scenario_id, step_id, channel, status
+        """,
+        params,
+    ).fetchall()
+    for scenario_id, step_id, channel, status in rows:
+        result.recorded[(scenario_id, step_id, channel, status)] += 1
+        if status == "planned":
+            result.planned[(scenario_id, step_id, channel)] += 1
+    # Planned by an earlier run that died, and now too old to send: missed, like any step past the window.
+    con.execute(
+        "update ledger.sends set status = 'skipped', detail = 'missed', updated_at = now()::timestamp "
+        "where status = 'planned' and due_date < ?",
+        [run_date - timedelta(days=settings.catch_up_days)],
+    )
+    _recheck_pending(con)
+    con.execute("insert into ledger.runs values (?, now()::timestamp) on conflict do nothing", [run_date])
+
+
+def _recheck_pending(con: duckdb.DuckDBPyConnection) -> None:
+    """Rows still `planned` (an earlier run died before sending them) meet tonight's consent,
+    erasure and suppression, not the night they were planned: a withdrawal in between wins."""
+    consent = "case s.channel " + " ".join(f"when '{ch}' then {c}" for ch, (c, _) in CHANNEL_REACH.items()) + " end"
+    contact = "case s.channel " + " ".join(f"when '{ch}' then {a}" for ch, (_, a) in CHANNEL_REACH.items()) + " end"
+    con.execute(f"""
+        update ledger.sends t set status = 'skipped', detail = r.reason, updated_at = now()::timestamp
+        from (
+            select s.send_id, case
+                when c.customer_id is null or coalesce(c.is_erased, false) then 'erased'
+                when s.customer_id in (select customer_id from ledger.suppressions sp
+                                       where sp.channel is null or sp.channel = s.channel) then 'suppressed'
+                when not coalesce({consent}, false) then 'no_consent'
+                when not coalesce({contact}, false) then 'no_address'
+            end as reason
+            from ledger.sends s left join marts.dim_customers c on c.customer_id = s.customer_id
+            where s.status = 'planned'
+        ) r
+        where t.send_id = r.send_id and r.reason is not null
+    """)
+
+
+_CUSTOMER_FIELDS = ("last_name", "first_name", "email", "line_user_id", "phone",
+                    "postal_code", "prefecture", "city", "address_line")
 
 
 def _deliverable(con: duckdb.DuckDBPyConnection, channel: str) -> list[dict]:
     rows = con.execute(
-        """
+        f"""
         select s.send_id, s.scenario_id, s.step_id, s.customer_id, s.run_date, s.status,
-               c.last_name, c.first_name, c.email, c.line_user_id, c.phone,
-               c.postal_code, c.prefecture, c.city, c.address_line
+               {', '.join('c.' + f for f in _CUSTOMER_FIELDS)}
         from ledger.sends s
         join marts.dim_customers c using (customer_id)
         where s.channel = ? and s.status in ('planned', 'sending')
@@ -104,56 +313,101 @@ def _address(channel: str, row: dict) -> str:
     return " ".join(str(row[k] or "") for k in ("postal_code", "prefecture", "city", "address_line")).strip()
 
 
+def _message(channel_name: str, row: dict, scenario: Scenario, step: Step, rendered: Rendered) -> Message:
+    return Message(
+        send_id=row["send_id"], channel=channel_name, customer_id=row["customer_id"],
+        address=_address(channel_name, row), recipient_name=f"{row['last_name']} {row['first_name']}",
+        subject=rendered.subject, body_text=rendered.text, body_html=rendered.html,
+        scenario_id=scenario.id, step_id=step.id,
+        extra={"unsubscribe_url": rendered.unsubscribe_url,
+               "send_at": datetime.combine(row["run_date"], step.send_time).isoformat(),
+               # What printed lists (DM, call, package insert) name: the piece and its offer.
+               "piece": step.template,
+               "offer_code": (step.offer.code or "") if step.offer else ""},
+    )
+
+
 def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario],
                   run_date: date, channel_for: ChannelFactory) -> CampaignResult:
     """Plan and deliver every scenario step due on `run_date`; return what was planned and delivered."""
     ledger.attach(con, settings.ledger)
     result = CampaignResult(run_date)
     steps = {(s.id, st.id): (s, st) for s in scenarios for st in s.steps}
-    for scenario in scenarios:  # highest priority first
-        for step in scenario.steps:
-            con.execute("begin")
-            planned = _plan_step(con, scenario, step, run_date, settings.catch_up_days)
-            con.execute("commit")
-            result.planned[(scenario.id, step.id, step.channel)] += planned
+    plan(con, settings, scenarios, run_date, result)
 
     renderer = Renderer(settings)
     for channel_name in sorted({st.channel for _, st in steps.values()}):
+        pending = [r for r in _deliverable(con, channel_name) if (r["scenario_id"], r["step_id"]) in steps]
+        if not pending:
+            continue
         channel = channel_for(channel_name)
-        pending = _deliverable(con, channel_name)
         # A message left `sending` by a crashed run may have reached a provider that has no
         # idempotency key: flag it for a person rather than risk a second copy.
         if not getattr(channel, "idempotent", False):
             stale = [r["send_id"] for r in pending if r["status"] == "sending"]
             if stale:
                 ledger.mark(con, stale, "unknown", "process stopped during delivery; check the provider before resending")
+                for r in pending:
+                    if r["status"] == "sending":
+                        result.delivered[(r["scenario_id"], r["step_id"], channel_name, "unknown")] += 1
             pending = [r for r in pending if r["status"] == "planned"]
         for start in range(0, len(pending), channel.max_batch_size):
             batch = pending[start:start + channel.max_batch_size]
             messages = []
             for row in batch:
                 scenario, step = steps[(row["scenario_id"], row["step_id"])]
-                send_date = row["run_date"]
-                rendered = renderer.render(step, row, row["send_id"], send_date)
-                messages.append(Message(
-                    send_id=row["send_id"], channel=channel_name, customer_id=row["customer_id"],
-                    address=_address(channel_name, row), recipient_name=f"{row['last_name']} {row['first_name']}",
-                    subject=rendered.subject, body_text=rendered.text, body_html=rendered.html,
-                    scenario_id=scenario.id, step_id=step.id,
-                    extra={"unsubscribe_url": rendered.unsubscribe_url,
-                           "send_at": datetime.combine(send_date, step.send_time).isoformat()},
-                ))
+                rendered = renderer.render(step, row, row["send_id"], row["run_date"])
+                messages.append(_message(channel_name, row, scenario, step, rendered))
             ledger.mark(con, [m.send_id for m in messages], "sending")
             outcomes = channel.send_batch(messages)
+            if [o.send_id for o in outcomes] != [m.send_id for m in messages]:
+                # A channel that drops or reorders outcomes breaks the contract: leave the batch
+                # `sending` (resolved by the next run's rules) and stop loudly.
+                raise KizunaError(f"channel {channel_name} returned {len(outcomes)} outcomes for "
+                                  f"{len(messages)} messages (or out of order)")
             ledger.record_outcomes(con, [(o.send_id, o.status, o.detail, o.provider_message_id) for o in outcomes])
-            by_id = {m.send_id: m for m in messages}
-            for o in outcomes:
-                m = by_id[o.send_id]
+            for m, o in zip(messages, outcomes):
                 result.delivered[(m.scenario_id, m.step_id, channel_name, o.status)] += 1
     return result
+
+
+@dataclass
+class Preview:
+    run_date: date
+    counts: list[tuple[str, str, str, str, int]]  # scenario, step, channel, status, rows
+    samples: list[tuple[str, str, str, Rendered]]  # scenario, step, channel, rendered
+
+
+def preview_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario],
+                      run_date: date, sample: int = 2) -> Preview:
+    """What a run for `run_date` would record and send, without writing anything (ledger read-only)."""
+    ledger.attach(con, settings.ledger, read_only=True)
+    sql, params = plan_query(con, settings, scenarios, run_date, last_run_before(con, run_date))
+    counts = con.execute(
+        f"select scenario_id, step_id, channel, status, count(*) from ({sql}) group by all order by all", params
+    ).fetchall()
+    fields = ", ".join("c." + f for f in _CUSTOMER_FIELDS)
+    rows = con.execute(
+        f"""
+        select p.send_id, p.scenario_id, p.step_id, p.customer_id, p.run_date, {fields}
+        from ({sql}) p join marts.dim_customers c on c.customer_id = p.customer_id
+        where p.status = 'planned'
+        qualify row_number() over (partition by p.scenario_id, p.step_id order by p.send_id) <= {int(sample)}
+        order by p.scenario_id, p.step_id, p.send_id
+        """,
+        params,
+    ).fetchall()
+    names = [d[0] for d in con.description]
+    steps = {(s.id, st.id): (s, st) for s in scenarios for st in s.steps}
+    renderer = Renderer(settings)
+    samples = []
+    for values in rows:
+        row = dict(zip(names, values))
+        scenario, step = steps[(row["scenario_id"], row["step_id"])]
+        samples.append((scenario.id, step.id, step.channel, renderer.render(step, row, row["send_id"], run_date)))
+    return Preview(run_date, counts, samples)
 
 
 def send_date_for(night: date) -> date:
     """Messages selected after night D go out on D + 1 (the nightly run happens at 02:00 the next day)."""
     return night + timedelta(days=1)
-

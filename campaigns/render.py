@@ -47,6 +47,7 @@ class Renderer:
         offer = None
         if step.offer:
             offer = step.offer.model_dump()
+            offer["expires_on"] = None
             if step.offer.expires_in_days:
                 offer["expires_on"] = (send_date + timedelta(days=step.offer.expires_in_days)).isoformat()
         unsubscribe_url = f"{self.settings.unsubscribe_base_url}?t={send_id}"
@@ -56,6 +57,7 @@ class Renderer:
             "shop": {"name": self.settings.sender_name},
             "sender": self.sender,
             "unsubscribe_url": unsubscribe_url,
+            "step": {"id": step.id, "day": step.day, "channel": step.channel},
         }
         subject = self.env.get_template(f"{step.template}.subject.j2").render(context).strip()
         body = self.env.get_template(f"{step.template}.txt.j2").render(context)

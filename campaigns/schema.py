@@ -1,4 +1,11 @@
-"""Scenario files: the schema marketers write against, with errors that name file, field and fix."""
+"""Scenario files: the schema marketers write against, with errors that name file, field and fix.
+
+A scenario is designed on the five axes of DOMAIN.md: segment (who), channel, content
+(template), offer and timing (days after an anchor event). It also states its goal
+(reaching it ends the scenario for that customer), its priority (the higher wins when
+two scenarios would reach the same customer through the same channel on the same
+night) and its hold-out share (a stable control group that is recorded, never sent).
+"""
 
 from __future__ import annotations
 
@@ -16,20 +23,52 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 Channel = Literal["email", "line", "sms", "dm", "phone", "insert"]
 
-#: Columns of `marts.dim_customers` a segment may filter on (names are checked, values bound as parameters).
-SEGMENT_COLUMNS = ("stage", "age_band", "acquisition_media_code", "subscription_status", "gender")
-
-#: Anchor events and the `marts.dim_customers` column that dates them.
-ANCHOR_COLUMNS = {
-    "first_order": "first_order_date",
-    "first_shipment": "cast(first_shipped_at as date)",
-    "first_delivery": "cast(first_delivered_at as date)",
+#: Columns a segment may filter on: name in the scenario file -> SQL over the customer row `c`
+#: (marts.dim_customers) or `a` (marts.campaign_audience). Values are bound as parameters.
+SEGMENT_COLUMNS = {
+    "stage": "c.stage",
+    "rfm_segment": "a.rfm_segment",
+    "age_band": "c.age_band",
+    "media": "c.acquisition_media_code",
+    "acquisition_media_code": "c.acquisition_media_code",
+    "subscription_status": "c.subscription_status",
+    "gender": "c.gender",
+    "first_order_kind": "c.first_order_kind",
+    "product": None,  # customers who ever ordered one of the products (raw.order_lines × marts.fct_orders)
 }
 
-#: Goals: a customer who reached one leaves the scenario before its next step.
-GOAL_CONDITIONS = {
-    "second_order": "order_count >= 2",
+#: Anchor events the shop's exports support. Each yields (customer_id, anchor_date) rows;
+#: `{n}` is the scenario's `entry.n`. Page views are not exported, see UNSUPPORTED_EVENTS.
+ANCHOR_SQL = {
+    "first_order": "select customer_id, first_order_date as anchor_date from marts.dim_customers",
+    "first_shipment": "select customer_id, cast(first_shipped_at as date) as anchor_date from marts.dim_customers",
+    "first_delivery": "select customer_id, cast(first_delivered_at as date) as anchor_date from marts.dim_customers",
+    "last_order": "select customer_id, last_order_date as anchor_date from marts.dim_customers",
+    "nth_order": "select customer_id, ordered_date as anchor_date from marts.fct_orders "
+                 "where purchase_sequence_number = {n}",
+    "subscription_start": "select customer_id, ordered_date as anchor_date from marts.fct_orders "
+                          "where order_kind = 'subscription' and delivery_number = 1",
+    "subscription_delivery": "select customer_id, ordered_date as anchor_date from marts.fct_orders "
+                             "where order_kind = 'subscription' and delivery_number = {n}",
+    "cart_abandoned": "select cast(customer_id as varchar) as customer_id, cast(cast(updated_at as timestamp) as date) "
+                      "as anchor_date from raw.carts where status = 'abandoned' and customer_id is not null",
 }
+EVENTS_WITH_N = ("nth_order", "subscription_delivery")
+UNSUPPORTED_EVENTS = {
+    "page_viewed": "page views are not in the shop's exports (orders, shipments, subscriptions and carts are): "
+                   "there is nothing to anchor on. Use cart_abandoned for a purchase-intent trigger, "
+                   "or add a page-view export first.",
+}
+
+#: Goals and stop conditions, SQL over the customer row `c` and the candidate `x` (x.anchor_date).
+#: A customer for whom one holds leaves the scenario before its next step.
+EXIT_CONDITIONS = {
+    "second_order": "c.order_count >= 2",
+    "subscription_start": "c.subscription_status <> 'none'",
+    "new_order": "c.last_order_date > x.anchor_date",
+    "subscription_cancelled": "c.subscription_status = 'cancelled'",
+}
+ExitCondition = Literal["second_order", "subscription_start", "new_order", "subscription_cancelled"]
 
 
 class _Strict(BaseModel):
@@ -40,7 +79,16 @@ class Offer(_Strict):
     type: Literal["percent_off", "yen_off", "free_shipping", "gift", "points"]
     value: float | None = None
     code: str | None = None
+    label: str | None = Field(None, description="How the offer reads in the message, e.g. 定期初回半額＋7日分無料.")
     expires_in_days: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _value_for_amounts(self) -> "Offer":
+        if self.type in ("percent_off", "yen_off", "points") and self.value is None:
+            raise ValueError(f"an offer of type {self.type} needs a value (e.g. value: 10)")
+        if self.type == "percent_off" and self.value is not None and not 0 < self.value <= 100:
+            raise ValueError("percent_off value must be between 0 and 100")
+        return self
 
 
 class Step(_Strict):
@@ -58,30 +106,65 @@ class Step(_Strict):
             raise ValueError(
                 f"no template {name!r}: add campaigns/templates/{name}.txt.j2 (and .subject.j2, optional .html.j2)"
             )
+        if not (TEMPLATE_DIR / f"{name}.subject.j2").exists():
+            raise ValueError(f"template {name!r} has no subject: add campaigns/templates/{name}.subject.j2")
         return name
 
 
 class Entry(_Strict):
-    event: Literal["first_order", "first_shipment", "first_delivery"]
+    event: str = Field(description=f"One of {sorted(ANCHOR_SQL)}.")
+    n: int | None = Field(None, ge=1, description="For nth_order and subscription_delivery: which one (1, 2, 3, ...).")
+
+    @field_validator("event")
+    @classmethod
+    def _known_event(cls, event: str) -> str:
+        if event in UNSUPPORTED_EVENTS:
+            raise ValueError(f"{event!r} is not supported: {UNSUPPORTED_EVENTS[event]}")
+        if event not in ANCHOR_SQL:
+            raise ValueError(f"unknown anchor event {event!r}; use one of {sorted(ANCHOR_SQL)}")
+        return event
+
+    @model_validator(mode="after")
+    def _n_when_needed(self) -> "Entry":
+        if self.event in EVENTS_WITH_N and self.n is None:
+            raise ValueError(f"event {self.event} needs n (e.g. n: 3 for the third)")
+        if self.event not in EVENTS_WITH_N and self.n is not None:
+            raise ValueError(f"n applies only to {list(EVENTS_WITH_N)}; remove it for {self.event}")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.event if self.n is None else f"{self.event}:{self.n}"
+
+    def sql(self) -> str:
+        return ANCHOR_SQL[self.event].format(n=self.n)
 
 
 class Exit(_Strict):
-    goal: Literal["second_order"] | None = None
+    goal: ExitCondition | None = Field(None, description="Reaching it ends the scenario (the conversion measured).")
+    stop_if: list[ExitCondition] = Field(default_factory=list, description="Other conditions that end it.")
+
+    @property
+    def conditions(self) -> list[str]:
+        return ([self.goal] if self.goal else []) + list(self.stop_if)
 
 
 class Scenario(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     name: str
     priority: int = Field(ge=1, description="Higher wins when scenarios conflict.")
-    stage: Literal["initial", "continuing", "dormant", "any"]
+    stage: Literal["prospect", "initial", "continuing", "dormant", "any"]
     entry: Entry
-    segment: dict[str, str | list[str]] = Field(default_factory=dict)
+    segment: dict[str, str | None | list[str | None]] = Field(default_factory=dict)
     exit: Exit = Exit()
+    holdout_percent: float | None = Field(
+        None, ge=0, le=50, description="Share held out as control group (default: KIZUNA_CAMPAIGN_HOLDOUT_PERCENT)."
+    )
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("segment")
     @classmethod
-    def _known_columns(cls, segment: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+    def _known_columns(cls, segment: dict) -> dict:
         unknown = sorted(set(segment) - set(SEGMENT_COLUMNS))
         if unknown:
             raise ValueError(f"unknown segment column(s) {unknown}; use one of {list(SEGMENT_COLUMNS)}")
@@ -124,5 +207,4 @@ def load_scenarios(folder: Path = SCENARIO_DIR) -> list[Scenario]:
     duplicated = [i for i, n in seen.items() if n > 1]
     if duplicated:
         raise ScenarioError(f"scenario ids used by more than one file in {folder}: {duplicated}")
-    return sorted(scenarios, key=lambda s: -s.priority)
-
+    return sorted(scenarios, key=lambda s: (-s.priority, s.id))

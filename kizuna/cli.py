@@ -165,6 +165,43 @@ def campaigns_validate() -> None:
         console.print(f"[green]ok[/] {s.id} (priority {s.priority}, {len(s.steps)} steps)")
 
 
+@campaigns_app.command("preview")
+def campaigns_preview(
+    run_date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Send date to preview (YYYY-MM-DD)."),
+    sample: int = typer.Option(1, help="Rendered sample messages per scenario step."),
+) -> None:
+    """What a run for --date would record and send, per scenario, step and channel; writes nothing.
+
+    Opens the warehouse and the ledger read-only: no message is sent, no ledger row written.
+    """
+    from campaigns.engine import preview_campaigns
+    from campaigns.schema import load_scenarios
+    from kizuna.warehouse import connect
+
+    settings = get_settings()
+    if not settings.warehouse.exists():
+        _fail(KizunaError(f"No warehouse at {settings.warehouse}: run `kizuna demo` or `kizuna run` first."))
+    try:
+        scenarios = load_scenarios()
+        with connect(settings.warehouse, read_only=True) as con:
+            result = preview_campaigns(con, settings, scenarios, run_date.date(), sample=sample)
+    except KizunaError as exc:
+        _fail(exc)
+    table = Table("scenario", "step", "channel", "status", "rows", title=f"Campaign preview for {run_date.date()}",
+                  title_justify="left")
+    for scenario, step, channel, status, n in result.counts:
+        table.add_row(scenario, step, channel, status, f"{n:,}")
+    if result.counts:
+        console.print(table)
+    else:
+        console.print("Nothing due on that date (or all already in the ledger).")
+    for scenario, step, channel, rendered in result.samples:
+        console.rule(f"{scenario} · {step} · {channel}")
+        console.print(f"[bold]{rendered.subject}[/]", markup=True)
+        console.print(rendered.text, markup=False, highlight=False)
+    console.print("[dim]Preview only: nothing was sent and the ledger was not written.[/]")
+
+
 @docs_app.command("export-format")
 def docs_export_format(out: Path = typer.Option(Path("docs/export-format.md"), help="Where to write it.")) -> None:
     """Write the export format reference (generated from connectors/sources/export_format.py)."""
@@ -176,14 +213,14 @@ def docs_export_format(out: Path = typer.Option(Path("docs/export-format.md"), h
 
 @docs_app.command("dbt")
 def docs_dbt() -> None:
-    """Generate the dbt docs site (dbt_project/target/index.html)."""
+    """Generate the dbt docs of the marts as one page that opens in a browser (needs a built warehouse)."""
     from kizuna import modelling
 
     try:
-        modelling.generate_docs(get_settings())
+        page = modelling.generate_docs(get_settings())
     except KizunaError as exc:
         _fail(exc)
-    console.print(f"dbt docs: {get_settings().dbt_project_dir / 'target' / 'index.html'}")
+    console.print(f"dbt docs: open {page} in a browser")
 
 
 def main() -> None:  # pragma: no cover

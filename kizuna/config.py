@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         "auto", description="Encoding of the CSV exports; `auto` tries UTF-8, then CP932 (Shift_JIS)."
     )
     timezone: str = Field("Asia/Tokyo", description="The shop's time zone: nights and send dates are in it.")
+    quality_config: Path | None = Field(
+        None, description="YAML overrides of the data-quality checks' severities and thresholds, merged over "
+        "kizuna/quality/checks.yaml (env KIZUNA_QUALITY_CONFIG)."
+    )
 
     # Demo shop.
     demo_customers: int = Field(3000, ge=100, description="Customers in the demo shop.")
@@ -60,6 +64,42 @@ class Settings(BaseSettings):
     unsubscribe_base_url: str = Field(
         "https://kizuna-organics.example/unsubscribe", description="Unsubscribe link; a per-recipient token is appended."
     )
+    campaign_cap_days: int = Field(7, ge=1, description="Frequency cap window: at most N messages per channel in this many days.")
+    campaign_caps: dict[str, int] = Field(
+        {"email": 3, "line": 2, "sms": 1, "dm": 2, "phone": 1},
+        description="Frequency cap per channel (messages per KIZUNA_CAMPAIGN_CAP_DAYS, JSON); a channel not listed "
+        "(e.g. the package insert) is not capped.",
+    )
+    campaign_holdout_percent: float = Field(
+        0, ge=0, le=50, description="Default share of each scenario's customers held out as control group."
+    )
+
+    # Channels (connectors/channels/registry.py). Every default is local: the demo needs no secrets.
+    # Secrets (API keys, tokens) are NOT settings: kizuna/secrets.py resolves them.
+    email_provider: Literal["outbox", "sendgrid"] = Field("outbox", description="E-mail: local outbox or SendGrid.")
+    line_provider: Literal["outbox", "line"] = Field("outbox", description="LINE: local outbox or the Messaging API.")
+    sms_provider: Literal["outbox", "twilio"] = Field("outbox", description="SMS: local outbox or Twilio.")
+    dm_provider: Literal["outbox", "list"] = Field("outbox", description="Printed DM: outbox, or `list`: CSV for "
+                                                   "the print vendor.")
+    phone_provider: Literal["outbox", "list"] = Field("outbox", description="Phone: outbox, or `list`: call list CSV.")
+    insert_provider: Literal["outbox", "list"] = Field("outbox", description="Package inserts: outbox, or `list`: "
+                                                       "insert list CSV for the warehouse.")
+    lists_dir: Path | None = Field(None, description="DM / call / insert lists, one folder per send date "
+                                   "(default: <data_dir>/lists).")
+    dm_encoding: str = Field("cp932", description="Encoding of the DM list for the print vendor (CP932 = Windows "
+                             "Shift_JIS); a row it cannot encode fails with the reason, never silently replaced.")
+    sendgrid_host: str = Field("https://api.sendgrid.com", description="SendGrid API base URL (tests: loopback).")
+    sendgrid_unsubscribe_group_id: int | None = Field(None, description="SendGrid ASM unsubscribe group id.")
+    sendgrid_sandbox_mode: bool = Field(False, description="Dry run: SendGrid validates each request, delivers nothing.")
+    line_api_host: str = Field("https://api.line.me", description="LINE Messaging API base URL (tests: loopback).")
+    twilio_base_url: str | None = Field(None, description="Twilio API base URL override (tests: loopback).")
+    twilio_from_number: str = Field("", description="Twilio sender number (E.164) or alphanumeric sender id.")
+    twilio_messaging_service_sid: str = Field("", description="Twilio Messaging Service SID (MG...); wins over from.")
+    channel_timeout_seconds: float = Field(10.0, gt=0, description="Time-out of one provider request.")
+    channel_max_attempts: int = Field(4, ge=1, description="Attempts per request where a retry is safe.")
+    channel_max_wait_seconds: float = Field(60.0, ge=0, description="Longest wait a provider's 429 may impose.")
+    channel_concurrency: int = Field(4, ge=1, description="Provider requests in flight at once, per channel.")
+    channel_requests_per_second: float = Field(0.0, ge=0, description="Throttle per channel; 0 = no throttle.")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> "Settings":

@@ -70,9 +70,13 @@ def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
 
 
 def gate_raw(settings: Settings, night: date) -> quality.GateResult:
+    """The raw-data gate on the night's batch; an error stops the run before dbt (warnings go on)."""
+    config = quality.load_config(settings.quality_config)
     with connect(settings.warehouse) as con:
-        result = quality.check_raw_night(con, night)
-    log.info("%s", result.summary())
+        result = quality.check_raw_night(con, night, config=config, archive_dir=settings.archive_dir)
+    page = quality.write_quality_page(settings.reports_dir, night, result, config.sources)
+    log.log(logging.WARNING if result.errors or result.warnings else logging.INFO, "%s", result.summary())
+    log.info("quality report: %s", page)
     result.raise_on_error()
     return result
 
@@ -84,17 +88,32 @@ def build_marts(settings: Settings, run_date: date) -> modelling.BuildResult:
 
 
 def gate_marts(settings: Settings) -> quality.GateResult:
+    """The mart gate; an error stops the run before any send (warnings go on)."""
+    config = quality.load_config(settings.quality_config)
     with connect(settings.warehouse) as con:
-        result = quality.check_marts(con)
-    log.info("%s", result.summary())
+        # The night whose marts these are: the newest loaded (its page gets this gate too).
+        night = con.execute("select max(night) from raw._load_log").fetchone()[0] if con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = '_load_log'"
+        ).fetchone()[0] else None
+        result = quality.check_marts(con, config=config, ledger=settings.ledger, night=night)
+    if night is not None:
+        page = quality.write_quality_page(settings.reports_dir, night, result, config.sources)
+        log.info("quality report: %s", page)
+    log.log(logging.WARNING if result.errors or result.warnings else logging.INFO, "%s", result.summary())
     result.raise_on_error()
     return result
 
 
 def send_campaigns(settings: Settings, run_date: date) -> CampaignResult:
     scenarios = load_scenarios()
+    try:  # the channel registry (live providers per settings); until it exists, the local outbox
+        from connectors.channels.registry import channel_for as registry_channel_for
+    except ImportError:
+        registry_channel_for = None
 
-    def channel_for(name: str) -> OutboxChannel:
+    def channel_for(name: str):
+        if registry_channel_for is not None:
+            return registry_channel_for(settings, name)
         return OutboxChannel(settings.outbox_dir, name, settings.sender_name, settings.sender_email)
 
     with connect(settings.warehouse) as con:

@@ -25,7 +25,8 @@ CUSTOMER_COLUMNS = (
     "phone varchar, postal_code varchar, prefecture varchar, city varchar, address_line varchar, "
     "stage varchar, order_count integer, first_order_date date, first_shipped_at timestamp, "
     "first_delivered_at timestamp, age_band varchar, acquisition_media_code varchar, "
-    "subscription_status varchar, gender varchar, is_erased boolean, has_email_consent boolean, "
+    "subscription_status varchar, gender varchar, first_order_kind varchar, last_order_date date, "
+    "is_erased boolean, has_email_consent boolean, "
     "has_line_consent boolean, has_sms_consent boolean, has_dm_consent boolean, has_phone_consent boolean"
 )
 
@@ -37,6 +38,7 @@ def customer(customer_id: str, first_order: date, **overrides) -> dict:
         "city": "渋谷区", "address_line": "神宮前1-1", "stage": "initial", "order_count": 1,
         "first_order_date": first_order, "first_shipped_at": None, "first_delivered_at": None, "age_band": "50s",
         "acquisition_media_code": "AFF01", "subscription_status": "none", "gender": "female", "is_erased": False,
+        "first_order_kind": "one_off", "last_order_date": first_order,
         "has_email_consent": True, "has_line_consent": False, "has_sms_consent": False, "has_dm_consent": False,
         "has_phone_consent": False,
     }
@@ -92,7 +94,15 @@ def test_due_customers_get_the_step_and_others_do_not(settings, warehouse):
         customer("C7", RUN_DATE - timedelta(days=20)),               # every step fell due too long ago
     ])
     result = run_campaigns(warehouse, settings, f2(), RUN_DATE, outbox(settings))
-    assert sends(warehouse) == [("C1", "thank_you", "sent"), ("C6", "usage_guide", "sent")]
+    # Reached but not contactable: recorded as skipped with the reason; the goal reached (C4) and
+    # steps that fell due before any run (C7) are not recorded at all.
+    assert warehouse.execute(
+        "select customer_id, step_id, status, detail from ledger.sends order by customer_id, step_id"
+    ).fetchall() == [
+        ("C1", "thank_you", "sent", ""), ("C2", "thank_you", "skipped", "no_consent"),
+        ("C3", "thank_you", "skipped", "erased"), ("C5", "thank_you", "skipped", "no_address"),
+        ("C6", "usage_guide", "sent", ""),
+    ]
     assert result.total("sent") == 2
     files = sorted((settings.outbox_dir / "email").glob("*.eml"))
     assert len(files) == 2

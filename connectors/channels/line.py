@@ -1,0 +1,195 @@
+"""LINE through the Messaging API (multicast), with the official `line-bot-sdk` (v3).
+
+Multicast sends the same messages to up to 500 user ids, so messages are grouped by
+identical text and each group is sent in chunks of at most 500. Every request carries
+an `X-Line-Retry-Key`: a UUID derived from the chunk's send ids, so it is the same on
+every retry of that chunk. Across runs (a crash after LINE accepted a chunk but before
+the ledger recorded it), the chunk might re-form differently with new messages, so
+each chunk is written ahead to a small journal (`state_dir/line-chunks.json`) before it
+is sent and removed once its outcome is definite; a message found there within 24 h
+(LINE's retry window) is resent in its original chunk with its original key.
+That makes retries safe (STACK.md): 5xx and time-outs are retried with the same key,
+a 409 means "already accepted" and counts as sent, a 429 waits and retries. Hence
+`idempotent = True`: a chunk whose outcome stays unknown can be resent by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, ClassVar
+
+from linebot.v3.messaging import ApiClient, ApiException, Configuration, MessagingApi, MulticastRequest, TextMessage
+from pydantic import SecretStr
+
+from connectors.channels.base import Channel, Message, Outcome
+from connectors.channels.policy import install_log_redaction, Throttle, retry_after_seconds
+
+log = logging.getLogger(__name__)
+install_log_redaction()
+
+MAX_TO = 500
+MAX_TEXT = 5000
+_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+#: Namespace of the retry keys: uuid5(namespace, send ids of the chunk).
+RETRY_KEY_NAMESPACE = uuid.UUID("5b0f3c1e-7a55-4d8e-9c39-6b1d2f0e4a77")
+
+
+def retry_key(send_ids: list[str]) -> str:
+    return str(uuid.uuid5(RETRY_KEY_NAMESPACE, "\n".join(send_ids)))
+
+
+class LineChannel(Channel):
+    name: ClassVar[str] = "line"
+    max_batch_size: ClassVar[int] = 10_000
+    idempotent: ClassVar[bool] = True
+
+    def __init__(self, access_token: SecretStr, *, host: str = "https://api.line.me", timeout: float = 10.0,
+                 max_attempts: int = 4, max_wait: float = 60.0, concurrency: int = 4,
+                 requests_per_second: float = 0.0, backoff_seconds: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep, state_dir: Path | None = None) -> None:
+        if not isinstance(access_token, SecretStr):
+            raise TypeError("access_token must be a pydantic SecretStr (see kizuna.secrets.get_secret)")
+        self.host = host
+        configuration = Configuration(host=host, access_token=access_token.get_secret_value())
+        self._api = MessagingApi(ApiClient(configuration))
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self.concurrency = concurrency
+        self.backoff_seconds = backoff_seconds
+        self.throttle = Throttle(requests_per_second, sleep=sleep)
+        self._sleep = sleep
+        self.journal = Path(state_dir) / "line-chunks.json" if state_dir else None
+        self._journal_lock = threading.Lock()
+
+    # ---- the write-ahead journal of chunks in flight ----------------------------------
+    def _load_journal(self) -> dict[str, dict]:
+        if self.journal is None or not self.journal.exists():
+            return {}
+        entries = json.loads(self.journal.read_text(encoding="utf-8"))
+        cutoff = time.time() - 23 * 3600  # LINE honours a retry key for 24 h
+        return {k: v for k, v in entries.items() if v["at"] >= cutoff}
+
+    def _update_journal(self, add: dict[str, dict] | None = None, remove: str | None = None) -> None:
+        if self.journal is None:
+            return
+        with self._journal_lock:
+            entries = self._load_journal()
+            entries.update(add or {})
+            entries.pop(remove or "", None)
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.journal.with_suffix(".part")
+            partial.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+            os.replace(partial, self.journal)
+
+    def __repr__(self) -> str:
+        return f"LineChannel(host={self.host!r}, access_token='**********')"
+
+    def _multicast(self, ids: list[str], to: list[str], text: str) -> list[Outcome]:
+        key = retry_key(ids)
+        self._update_journal(add={key: {"send_ids": ids, "to": to, "text": text, "at": time.time()}})
+        outcomes = self._multicast_with_key(ids, to, text, key)
+        if outcomes[0].status != "unknown":
+            self._update_journal(remove=key)
+        return outcomes
+
+    def _multicast_with_key(self, ids: list[str], to: list[str], text: str, key: str) -> list[Outcome]:
+        def all_(status: str, detail: str, provider_id: str | None = None) -> list[Outcome]:
+            return [Outcome(s, status, detail, provider_id) for s in ids]  # type: ignore[arg-type]
+
+        request = MulticastRequest(to=to, messages=[TextMessage(text=text)])
+        last, last_unknown = "no attempt made", False
+        for attempt in range(1, self.max_attempts + 1):
+            self.throttle.wait()
+            try:
+                response = self._api.multicast_with_http_info(request, x_line_retry_key=key,
+                                                              _request_timeout=self.timeout)
+                request_id = (response.headers or {}).get("x-line-request-id")
+                return all_("sent", f"accepted (retry key {key})", request_id)
+            except ApiException as exc:
+                status = int(exc.status or 0)
+                headers = dict(exc.headers or {})
+                if status == 409:  # this retry key was already accepted: the messages went out once
+                    accepted = {k.lower(): v for k, v in headers.items()}.get("x-line-accepted-request-id")
+                    return all_("sent", f"accepted earlier (409 on retry key {key})", accepted)
+                if status == 429:
+                    wait = retry_after_seconds(headers, default=self.backoff_seconds * 2 ** (attempt - 1))
+                    if wait > self.max_wait:
+                        return all_("failed", f"LINE rate limit: asked to wait {wait:.0f} s, more than allowed; not sent")
+                    last, last_unknown = f"LINE 429 rate limited: {_body(exc.body)}", False
+                    self.throttle.pause(wait)
+                    continue
+                if status >= 500 or status == 0:
+                    last, last_unknown = f"LINE answered {status or 'no status'} ({_body(exc.body)})", True
+                else:
+                    return all_("failed", f"LINE refused the request ({status}): {_body(exc.body)}")
+            except Exception as exc:  # noqa: BLE001 - transport errors (time-outs, resets): retry with the same key
+                last, last_unknown = f"no answer from LINE ({type(exc).__name__})", True
+            if attempt < self.max_attempts:
+                self._sleep(min(self.max_wait, self.backoff_seconds * 2 ** (attempt - 1)))
+        if last_unknown:
+            return all_("unknown", f"{last}; gave up after {self.max_attempts} attempts with retry key {key}: "
+                                   "resending the same chunk within 24 h is safe")
+        return all_("failed", f"{last}; gave up after {self.max_attempts} attempts, nothing accepted")
+
+    def _resend_journalled(self, messages: list[Message], outcomes: list[Outcome | None]) -> None:
+        """Messages of a chunk that was in flight when a previous run stopped: resend that chunk as it was."""
+        journal = self._load_journal()
+        if not journal:
+            return
+        where = {sid: key for key, entry in journal.items() for sid in entry["send_ids"]}
+        position = {m.send_id: i for i, m in enumerate(messages)}
+        for key in dict.fromkeys(where[m.send_id] for m in messages if m.send_id in where):
+            entry = journal[key]
+            chunk_outcomes = self._multicast_with_key(entry["send_ids"], entry["to"], entry["text"], key)
+            if chunk_outcomes[0].status != "unknown":
+                self._update_journal(remove=key)
+            for o in chunk_outcomes:
+                if o.send_id in position:
+                    outcomes[position[o.send_id]] = o
+
+    def send_batch(self, messages: list[Message]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        self._resend_journalled(messages, outcomes)
+        groups: dict[str, list[int]] = {}
+        for i, m in enumerate(messages):
+            if outcomes[i] is not None:
+                continue
+            if not _USER_ID.match(m.address or ""):
+                outcomes[i] = Outcome(m.send_id, "failed", "not a LINE user id (U + 32 hex digits)")
+            elif not m.body_text.strip() or len(m.body_text) > MAX_TEXT:
+                outcomes[i] = Outcome(m.send_id, "failed", f"text empty or longer than {MAX_TEXT} characters")
+            else:
+                groups.setdefault(m.body_text, []).append(i)
+        chunks = [(text, idx[s:s + MAX_TO]) for text, idx in groups.items() for s in range(0, len(idx), MAX_TO)]
+
+        def run(chunk: tuple[str, list[int]]) -> tuple[list[int], list[Outcome]]:
+            text, idx = chunk
+            return idx, self._multicast([messages[i].send_id for i in idx], [messages[i].address for i in idx], text)
+
+        if len(chunks) <= 1 or self.concurrency <= 1:
+            results = list(map(run, chunks))
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chunks))) as pool:
+                results = list(pool.map(run, chunks))
+        for idx, chunk_outcomes in results:
+            for i, o in zip(idx, chunk_outcomes):
+                outcomes[i] = o
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(messages)
+        return done
+
+
+def _body(body: object) -> str:
+    try:
+        return json.loads(body).get("message", "")[:300]  # type: ignore[arg-type]
+    except (TypeError, ValueError, AttributeError):
+        return str(body)[:300]

@@ -1,0 +1,145 @@
+"""A loopback SendGrid: `POST /v3/mail/send` with the checks that catch real mistakes.
+
+Checked like SendGrid: Bearer API key (401), JSON body (400), 1..1,000 personalizations
+and at most 1,000 recipients in all (400), each personalization's `to`, a `from`, a
+subject for every personalization, `content` (text/plain first), string values in
+`custom_args` / `substitutions` / `headers`, custom_args ≤ 10,000 bytes, substitutions
+≤ 10,000 bytes, `send_at` not more than 72 h ahead, `asm.group_id` an integer. Accepted:
+202 with `X-Message-Id`; sandbox mode: 200, validated, nothing delivered.
+
+`accepted` holds one record per recipient as they would receive it: substitutions
+applied to the content, the personalization's subject, headers and custom_args.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+from connectors.channels.loopback.server import LoopbackServer, Reply, bearer
+
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def _json_size_may_exceed(mapping: dict[str, Any], limit: int = 10_000) -> bool:
+    """Cheap bound: a character takes at most 6 bytes in JSON (\\uXXXX), plus quotes and separators."""
+    return sum(len(str(k)) + len(str(v)) + 6 for k, v in mapping.items()) * 6 > limit
+
+
+def _error(message: str, field: str | None = None, status: int = 400) -> Reply:
+    return Reply(status, {"errors": [{"message": message, "field": field, "help": None}]})
+
+
+class SendGridLoopback(LoopbackServer):
+    provider = "sendgrid"
+
+    def __init__(self, api_key: str = "SG.loopback-test-key", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api_key = api_key
+        self.sandboxed_count = 0
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Reply:
+        if path.rstrip("/") != "/v3/mail/send" or method != "POST":
+            return _error("not found", status=404)
+        if bearer(headers) != self.api_key:
+            return _error("The provided authorization grant is invalid, expired, or revoked", status=401)
+        if "application/json" not in (headers.get("Content-Type") or ""):
+            return _error("Content-Type should be application/json.", status=415)
+        if len(body) > 20 * 1024 * 1024:
+            return _error("The request is larger than 20 MB", status=413)
+        try:
+            mail = json.loads(body)
+        except ValueError:
+            return _error("Bad Request: the JSON body could not be parsed")
+        problem = self.validate(mail)
+        if problem:
+            return _error(*problem)
+        sandbox = bool(mail.get("mail_settings", {}).get("sandbox_mode", {}).get("enable"))
+        message_id = uuid.uuid4().hex[:22]
+        if sandbox:
+            with self.lock:
+                self.sandboxed_count += len(mail["personalizations"])
+            return Reply(200, None, {"X-Message-Id": message_id})
+        self._accept([self._deliver(mail, p, message_id) for p in mail["personalizations"]] if self.record
+                     else [{}] * len(mail["personalizations"]))
+        return Reply(202, None, {"X-Message-Id": message_id})
+
+    @staticmethod
+    def validate(mail: Any) -> tuple[str, str | None] | None:
+        if not isinstance(mail, dict):
+            return "the request body must be a JSON object", None
+        ps = mail.get("personalizations")
+        if not isinstance(ps, list) or not 1 <= len(ps) <= 1000:
+            return ("The personalizations field must have at least one and no more than 1000 items "
+                    "(personalizations)", "personalizations")
+        recipients = 0
+        sender = mail.get("from")
+        if not isinstance(sender, dict) or not _EMAIL.match(str(sender.get("email", ""))):
+            return "The from object must be provided for every email send. It is an object that requires the " \
+                   "email parameter, but may also contain a name parameter.", "from.email"
+        top_args = mail.get("custom_args") or {}
+        for n, p in enumerate(ps):
+            where = f"personalizations.{n}"
+            to = p.get("to")
+            if not isinstance(to, list) or not to:
+                return "The to array is required for all personalization objects, and must have at least one " \
+                       "email object with a valid email address.", f"{where}.to"
+            for kind in ("to", "cc", "bcc"):
+                for r in p.get(kind) or []:
+                    recipients += 1
+                    if not isinstance(r, dict) or not _EMAIL.match(str(r.get("email", ""))):
+                        return "Does not contain a valid address.", f"{where}.{kind}.email"
+            if not (p.get("subject") or mail.get("subject")):
+                return "The subject is required. You can get around this requirement if you use a template " \
+                       "with a subject defined or if every personalization has a subject defined.", "subject"
+            args = {**top_args, **(p.get("custom_args") or {})}
+            if any(not isinstance(v, str) for v in args.values()):
+                return "Custom args values must be strings.", f"{where}.custom_args"
+            if _json_size_may_exceed(args) and len(json.dumps(args, ensure_ascii=False).encode()) > 10_000:
+                return "Custom args must be no more than 10,000 bytes.", f"{where}.custom_args"
+            subs = p.get("substitutions") or {}
+            if any(not isinstance(v, str) for v in subs.values()):
+                return "Substitutions must be strings.", f"{where}.substitutions"
+            if _json_size_may_exceed(subs) and len(json.dumps(subs, ensure_ascii=False).encode()) > 10_000:
+                return "Substitutions must be no more than 10,000 bytes.", f"{where}.substitutions"
+            if any(not isinstance(v, str) for v in (p.get("headers") or {}).values()):
+                return "Invalid type. Expected: string, given: object.", f"{where}.headers"
+            if "send_at" in p and (not isinstance(p["send_at"], int) or p["send_at"] > time.time() + 72 * 3600):
+                return "send_at must be a UNIX timestamp no more than 72 hours in the future", f"{where}.send_at"
+        if recipients > 1000:
+            return "The total number of recipients must be no more than 1000.", "personalizations"
+        content = mail.get("content")
+        if not mail.get("template_id"):
+            if not isinstance(content, list) or not content:
+                return "Unless a valid template_id is provided, the content parameter is required.", "content"
+            for i, c in enumerate(content):
+                if not isinstance(c, dict) or not c.get("type") or not isinstance(c.get("value"), str) or not c["value"]:
+                    return "The content value must be a string at least one character in length.", f"content.{i}.value"
+            types = [c["type"] for c in content]
+            if "text/plain" in types and types[0] != "text/plain":
+                return "If present, text/plain content must be first, followed by text/html.", "content"
+        asm = mail.get("asm")
+        if asm is not None and not isinstance(asm.get("group_id"), int):
+            return "The asm.group_id must be an integer.", "asm.group_id"
+        return None
+
+    @staticmethod
+    def _deliver(mail: dict[str, Any], p: dict[str, Any], message_id: str) -> dict[str, Any]:
+        subs = p.get("substitutions") or {}
+
+        def apply(text: str) -> str:
+            for tag, value in subs.items():
+                text = text.replace(tag, value)
+            return text
+
+        content = {c["type"]: apply(c["value"]) for c in mail.get("content") or []}
+        return {
+            "to": p["to"][0]["email"], "name": p["to"][0].get("name"), "from": mail["from"]["email"],
+            "subject": apply(p.get("subject") or mail.get("subject", "")), "text": content.get("text/plain"),
+            "html": content.get("text/html"), "headers": {**(mail.get("headers") or {}), **(p.get("headers") or {})},
+            "custom_args": {**(mail.get("custom_args") or {}), **(p.get("custom_args") or {})},
+            "send_at": p.get("send_at", mail.get("send_at")), "asm": mail.get("asm"), "message_id": message_id,
+        }
