@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test bench lock docs clean
+.PHONY: help demo test bench lock docs clean report-screenshot
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ demo: $(STAMP) ## Run the whole nightly job on the demo shop (data/, local Prefe
 
 test: $(STAMP) ## Run the test suite
 	$(BIN)/pytest
+
+report-screenshot: $(STAMP) ## Test the report in headless Chromium and refresh docs/report.png
+	KIZUNA_UPDATE_DOCS_SCREENSHOT=1 $(BIN)/pytest tests/test_report.py -q
 
 bench: $(STAMP) ## Time each stage on generated shops (BENCH_CUSTOMERS="10000 100000")
 	$(BIN)/python -m bench $(if $(BENCH_CUSTOMERS),--customers $(BENCH_CUSTOMERS))

@@ -1,3 +1,3 @@
-from bench.nightly import main
+from bench.scale import main
 
 main()

@@ -1,4 +1,4 @@
-"""The nightly flow: ingest → raw-data gate → dbt build → mart gate → campaign sends → report.
+"""The nightly flow: ingest → load events → raw-data gate → dbt build → mart gate → campaign sends → report.
 
 Orchestration only: each task calls one stage of `kizuna.stages`, where the work is.
 A failing stage raises, and Prefect stops everything downstream of it: a raw-data
@@ -19,6 +19,7 @@ from kizuna.config import get_settings
 # Nothing here is cached or retried: every stage is idempotent by design (merge on keys,
 # checksummed loads, the send ledger), and a blind retry of a send is never safe.
 ingest = task(stages.ingest, name="ingest", cache_policy=NO_CACHE)
+load_events = task(stages.load_events, name="load events", cache_policy=NO_CACHE)
 gate_raw = task(stages.gate_raw, name="raw-data gate", cache_policy=NO_CACHE)
 build_marts = task(stages.build_marts, name="dbt build", cache_policy=NO_CACHE)
 gate_marts = task(stages.gate_marts, name="mart gate", cache_policy=NO_CACHE)
@@ -32,6 +33,7 @@ def nightly(night: date | None = None) -> stages.NightlyOutcome:
     settings = get_settings()
     outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night))
     outcome.loads = ingest(settings, outcome.night)
+    outcome.events = load_events(settings)
     outcome.raw_gate = gate_raw(settings, outcome.night)
     outcome.build = build_marts(settings, outcome.run_date)
     outcome.mart_gate = gate_marts(settings)

@@ -24,6 +24,8 @@ campaigns_app = typer.Typer(help="Scenario files: validate and preview.", no_arg
 docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(docs_app, name="docs")
+webhook_app = typer.Typer(help="Provider webhooks (SendGrid events, LINE follow/unfollow).", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
 console = Console()
 
 
@@ -68,6 +70,8 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
                       f"{new:,} inserted or updated, {quarantined:,} quarantined")
     else:
         console.print("Loaded     nothing new: every export was already loaded")
+    if outcome.events is not None:
+        console.print(f"Feedback   {outcome.events.summary()}")
     for gate in (outcome.raw_gate, outcome.mart_gate):
         console.print(f"Checks     {gate.gate}: {gate.passed}/{len(gate.outcomes)} passed"
                       + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
@@ -221,6 +225,21 @@ def docs_dbt() -> None:
     except KizunaError as exc:
         _fail(exc)
     console.print(f"dbt docs: open {page} in a browser")
+
+
+@webhook_app.command("serve")
+def webhook_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (put a TLS proxy in front when public)."),
+    port: int = typer.Option(8787, help="Port to listen on."),
+) -> None:
+    """Receive SendGrid and LINE webhooks: verify signatures, store events for the nightly run."""
+    from kizuna.events.webhook import serve
+
+    _log_to_console()
+    try:
+        serve(get_settings(), host=host, port=port)
+    except KizunaError as exc:
+        _fail(exc)
 
 
 def main() -> None:  # pragma: no cover

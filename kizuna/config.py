@@ -31,6 +31,8 @@ class Settings(BaseSettings):
         None, description="Copies of every export file loaded, kept as received (default: <data_dir>/archive)."
     )
     warehouse: Path | None = Field(None, description="The DuckDB warehouse file (default: <data_dir>/warehouse.duckdb).")
+    duckdb_memory_limit: str = Field("1500MB", description="DuckDB's memory cap for loading and for dbt (DuckDB's "
+                                     "own default is 80% of RAM); beyond it DuckDB spills to disk.")
     ledger: Path | None = Field(
         None, description="The send ledger, its own DuckDB file so that no rebuild can lose it "
         "(default: <data_dir>/ledger.duckdb)."
@@ -101,6 +103,31 @@ class Settings(BaseSettings):
     channel_concurrency: int = Field(4, ge=1, description="Provider requests in flight at once, per channel.")
     channel_requests_per_second: float = Field(0.0, ge=0, description="Throttle per channel; 0 = no throttle.")
 
+    # Feedback: provider webhooks (kizuna/events). Secrets (the SendGrid verification key, the LINE
+    # channel secret) are not settings: kizuna.secrets resolves SENDGRID_WEBHOOK_PUBLIC_KEY and
+    # LINE_CHANNEL_SECRET (see sendgrid_webhook_public_key / line_channel_secret below).
+    events_store: Path | None = Field(None, description="The webhook event store, an SQLite file the webhook "
+                                      "service appends to (default: <data_dir>/events.sqlite).")
+    webhook_max_age_seconds: int = Field(300, ge=1, description="A signed webhook whose timestamp is older (or "
+                                         "further in the future) than this is refused as a replay.")
+    conversion_window_days: int = Field(30, ge=1, description="Campaign results: an order counts as a conversion "
+                                        "when it comes within this many days after the send (dbt var "
+                                        "`conversion_window_days`, passed by kizuna's dbt runner).")
+
+    @property
+    def sendgrid_webhook_public_key(self):
+        """SendGrid Event Webhook verification key (base64 DER, as shown by SendGrid), a SecretStr."""
+        from kizuna.secrets import get_secret
+
+        return get_secret("SENDGRID_WEBHOOK_PUBLIC_KEY")
+
+    @property
+    def line_channel_secret(self):
+        """LINE channel secret (signs X-Line-Signature), a SecretStr."""
+        from kizuna.secrets import get_secret
+
+        return get_secret("LINE_CHANNEL_SECRET")
+
     @model_validator(mode="after")
     def _derive_paths(self) -> "Settings":
         self.home = self.home.resolve()
@@ -112,6 +139,7 @@ class Settings(BaseSettings):
         self.ledger = (self.ledger or data / "ledger.duckdb").resolve()
         self.outbox_dir = (self.outbox_dir or data / "outbox").resolve()
         self.reports_dir = (self.reports_dir or data / "reports").resolve()
+        self.events_store = (self.events_store or data / "events.sqlite").resolve()
         self.dbt_project_dir = (self.dbt_project_dir or self.home / "dbt_project").resolve()
         return self
 

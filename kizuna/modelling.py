@@ -110,17 +110,23 @@ class ModelBuildFailed(KizunaError):
         self.result = result
 
 
-def build_models(settings: Settings, run_date: date, select: Sequence[str] | None = None) -> BuildResult:
+def build_models(settings: Settings, run_date: date, select: Sequence[str] | None = None,
+                 unit_tests: bool = True) -> BuildResult:
     """Run `dbt build` (models, data tests, unit tests) against `settings.warehouse`.
 
     `run_date` is the day everything "as of today" is measured against (stage, recency,
     age). `select` takes dbt selectors (e.g. `["stg_shop__customers+"]`); None builds
-    everything. Raises `ModelBuildFailed` when any node fails or errors, or when dbt
+    everything. `unit_tests=False` leaves out dbt's unit tests: they check the SQL on fixed
+    inputs, not the night's data, so the nightly run leaves them to CI (the data tests
+    still run). Raises `ModelBuildFailed` when any node fails or errors, or when dbt
     cannot run at all (bad project, unreadable warehouse).
     """
-    args = ["build", "--vars", json.dumps({"run_date": run_date.isoformat()})]
+    dbt_vars = {"run_date": run_date.isoformat(), "conversion_window_days": settings.conversion_window_days}
+    args = ["build", "--vars", json.dumps(dbt_vars)]
     if select:
         args += ["--select", *select]
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     started = time.perf_counter()
     outcome = _invoke(settings, args)
     seconds = time.perf_counter() - started
@@ -179,7 +185,8 @@ def _invoke(settings: Settings, args: list[str]) -> Any:
         "--log-level-file", "info",
     ]
     try:
-        with _environment(KIZUNA_WAREHOUSE=str(settings.warehouse)):
+        with _environment(KIZUNA_WAREHOUSE=str(settings.warehouse),
+                          KIZUNA_DUCKDB_MEMORY_LIMIT=settings.duckdb_memory_limit):
             return dbtRunner().invoke([*args, *common])
     finally:
         _release_warehouse()

@@ -24,6 +24,8 @@ KNOWN_SECRETS: dict[str, str] = {
     "LINE_CHANNEL_ACCESS_TOKEN": "LINE Messaging API channel access token, for KIZUNA_LINE_PROVIDER=line",
     "TWILIO_ACCOUNT_SID": "Twilio account SID (AC...), for KIZUNA_SMS_PROVIDER=twilio",
     "TWILIO_AUTH_TOKEN": "Twilio auth token, for KIZUNA_SMS_PROVIDER=twilio",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "SendGrid Event Webhook verification key (base64), for `kizuna webhook serve`",
+    "LINE_CHANNEL_SECRET": "LINE channel secret (webhook signatures), for `kizuna webhook serve`",
 }
 
 

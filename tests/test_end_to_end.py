@@ -6,6 +6,8 @@ DuckDB files, the outbox) against a small demo shop in a temporary data folder.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import subprocess
@@ -61,8 +63,25 @@ def test_the_demo_runs_every_stage_for_real(demo_twice):
     assert sent > 0
     index = [json.loads(line) for line in (data_dir / "outbox" / "index.jsonl").read_text().splitlines()]
     assert len(index) == sent
+    _every_email_carries_the_legal_footer(data_dir / "outbox")
     assert (data_dir / "reports" / "latest.html").read_text(encoding="utf-8").count("<table") >= 3
     assert any((data_dir / "archive").rglob("orders.csv"))
+
+
+def _every_email_carries_the_legal_footer(outbox: Path) -> None:
+    """特定電子メール法: sender identity, postal address, contact and an unsubscribe route."""
+    from kizuna.config import Settings
+
+    settings = Settings()
+    emails = sorted((outbox / "email").glob("*.eml"))
+    assert emails, "the demo sent no e-mail"
+    for path in emails:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        for required in (settings.sender_name, settings.sender_address, settings.sender_contact,
+                         settings.unsubscribe_base_url):
+            assert required in text, f"{path.name} lacks {required!r}"
+        assert message["List-Unsubscribe"].strip().startswith("<" + settings.unsubscribe_base_url), path.name
 
 
 def test_a_second_run_loads_nothing_new_and_sends_nothing_twice(demo_twice):

@@ -1,0 +1,402 @@
+"""The nightly run at scale: every stage, both baselines, peak memory, and the targets.
+
+For each shop size (generated once under bench/data/ and reused), in a fresh warehouse:
+
+- **first load**: every night but the last (three years of history), then
+- **incremental night**: the last night (one day of new data),
+
+each running the stages in order: ingest, raw gate, dbt build, mart gate, campaigns
+(split into *selection*: the engine's planning statement into the ledger, and *sends*:
+rendering and delivery, e-mail to a loopback SendGrid and LINE to a loopback LINE
+server, each in its own process like the real providers), report. Every stage runs in
+its own fresh process (imports not timed, except what the stage imports lazily, e.g.
+dbt), so each has its own peak resident memory. No Prefect: the figures are the work.
+
+Baselines in the same run, on the same warehouse after the first load:
+
+- `duckdb script`: bench/baseline_duckdb.sql, the same mart computations (RFM, cohort
+  retention, LTV by medium, new vs existing revenue, F2) hand-written as one script:
+  the lower bound for the modelling stage;
+- `pandas`: bench/baseline_pandas.py, what an analyst would write for RFM, cohorts and LTV;
+- `csv scan`: DuckDB reading the same CSV files (the lower bound for ingest).
+
+`--fixed-costs` (default on) also measures, for the small-shop case, what the stack costs
+before any data: importing Prefect, dbt, Great Expectations, parsing the dbt project,
+and starting Prefect's temporary server for a first flow.
+
+Prints the tables and writes JSON to bench/results/.
+
+    python -m bench --customers 10000 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).parent
+HOME = BENCH_DIR.parent
+END_DATE = date(2026, 11, 22)
+NIGHTS = 3
+GIB = 1024.0
+STAGES = ["ingest", "raw gate", "dbt build", "mart gate", "selection", "sends", "report"]
+
+
+# -- children: one process per stage --------------------------------------------------------
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _stage_child(stage: str, settings: Any, night: date, outcome: Any) -> dict:
+    """Run one stage in this (fresh) process; return its seconds, peak RSS and result."""
+    from kizuna import stages
+
+    extra: dict[str, Any] = {}
+    started = time.perf_counter()
+    if stage == "ingest":
+        value = stages.ingest(settings, night)
+        extra["rows_read"] = sum(f.rows_read for n in value for f in n.files)
+    elif stage == "raw gate":
+        value = stages.gate_raw(settings, night)
+    elif stage == "dbt build":
+        value = stages.build_marts(settings, outcome.run_date)
+        extra["nodes"] = value.counts()
+        for kind in ("model", "test", "unit_test"):
+            extra[f"{kind}_node_seconds"] = round(sum(n.seconds for n in value.nodes if n.resource_type == kind), 2)
+    elif stage == "mart gate":
+        value = stages.gate_marts(settings)
+    elif stage == "campaigns":
+        from campaigns import engine
+
+        planned = {}
+        original = engine.plan
+
+        def timed_plan(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                planned["seconds"] = time.perf_counter() - t0
+
+        engine.plan = timed_plan
+        value = stages.send_campaigns(settings, outcome.run_date)
+        extra["selection_seconds"] = planned.get("seconds", 0.0)
+        extra["planned"] = sum(value.planned.values())
+        by_channel: dict[str, dict[str, int]] = {}
+        for (_, _, channel, status), n in value.delivered.items():
+            by_channel.setdefault(channel, {}).setdefault(status, 0)
+            by_channel[channel][status] += n
+        extra["delivered"] = by_channel
+    elif stage == "report":
+        value = stages.write_report(settings, outcome)
+    else:  # pragma: no cover
+        raise ValueError(stage)
+    seconds = time.perf_counter() - started
+    try:
+        import pickle
+
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - only used to fill the report's outcome
+        value = None
+    return {"seconds": seconds, "rss_mib": _rss_mib(), "value": value, **extra}
+
+
+def _baseline_child(kind: str, warehouse: str, run_date: date, folders: list[str]) -> dict:
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    import duckdb
+
+    if kind == "duckdb script":
+        con = duckdb.connect(warehouse, read_only=True)
+        sql = (BENCH_DIR / "baseline_duckdb.sql").read_text().replace("{run_date}", run_date.isoformat())
+        for statement in sql.split(";\n"):
+            if any(line.strip() and not line.strip().startswith("--") for line in statement.splitlines()):
+                con.execute(statement)
+        con.close()
+    elif kind == "pandas":
+        from bench import baseline_pandas
+
+        extra = baseline_pandas.run(warehouse, run_date)
+    elif kind == "csv scan":
+        con = duckdb.connect()
+        for folder in folders:
+            for csv in sorted(Path(folder).glob("*.csv")):
+                con.execute(f"select count(*) from read_csv('{csv.as_posix()}', all_varchar = true)").fetchone()
+        con.close()
+    return {"seconds": time.perf_counter() - started, "rss_mib": _rss_mib(), **extra}
+
+
+def _in_child(fn, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+# -- loopback providers --------------------------------------------------------------------
+
+
+class _Loopback:
+    """One loopback provider server in its own process."""
+
+    def __init__(self, provider: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "connectors.channels.loopback", provider, "--no-record"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HOME)
+        line = self.proc.stdout.readline().split()
+        assert line and line[0] == "URL", f"loopback {provider} did not start: {line}"
+        self.url = line[1]
+
+    def stats(self) -> dict:
+        try:
+            with urllib.request.urlopen(f"{self.url}/_loopback/stats", timeout=5) as r:
+                return json.loads(r.read())
+        except Exception as exc:  # noqa: BLE001
+            return {"error": str(exc)}
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+# -- one shop -------------------------------------------------------------------------------
+
+
+def _shop(customers: int, seed: int) -> tuple[Path, float]:
+    from bench.nightly import _shop as shop
+
+    return shop(customers, seed)
+
+
+def _phase(settings: Any, night: date, phase: str, customers: int, log: list[dict]) -> dict:
+    from kizuna import stages
+
+    outcome = stages.NightlyOutcome(night=night)
+    row: dict[str, Any] = {"customers": customers, "phase": phase, "seconds": {}, "rss_mib": {}, "detail": {}}
+
+    def record(name: str, result: dict) -> None:
+        row["seconds"][name] = result["seconds"]
+        row["rss_mib"][name] = result["rss_mib"]
+        print(f"  {customers:>9,} {phase:<17} {name:<10} {result['seconds']:8.2f} s {result['rss_mib']:7.0f} MiB",
+              file=sys.stderr, flush=True)
+
+    for stage, attr in (("ingest", "loads"), ("raw gate", "raw_gate"), ("dbt build", "build"), ("mart gate", "mart_gate")):
+        result = _in_child(_stage_child, stage, settings, night, outcome)
+        if result["value"] is not None:
+            setattr(outcome, attr, result["value"])
+        record(stage, result)
+        row["detail"][stage] = {k: v for k, v in result.items() if k not in ("seconds", "rss_mib", "value")}
+    result = _in_child(_stage_child, "campaigns", settings, night, outcome)
+    if result["value"] is not None:
+        outcome.campaigns = result["value"]
+    selection = result["selection_seconds"]
+    record("selection", {"seconds": selection, "rss_mib": result["rss_mib"]})
+    record("sends", {"seconds": result["seconds"] - selection, "rss_mib": result["rss_mib"]})
+    row["detail"]["campaigns"] = {"planned": result["planned"], "delivered": result["delivered"]}
+    result = _in_child(_stage_child, "report", settings, night, outcome)
+    record("report", result)
+    row["total_seconds"] = sum(row["seconds"].values())
+    row["peak_rss_mib"] = max(row["rss_mib"].values())
+    log.append(row)
+    return row
+
+
+def bench(customers: int, seed: int) -> dict:
+    from kizuna.config import Settings
+    from connectors.channels.loopback import LineLoopback, SendGridLoopback
+
+    shop, generated_in = _shop(customers, seed)
+    nights = sorted(p for p in shop.iterdir() if p.is_dir())
+    work = BENCH_DIR / "data" / f"scale-{customers}"
+    shutil.rmtree(work, ignore_errors=True)
+    exports = work / "exports"
+    exports.mkdir(parents=True)
+    for folder in nights[:-1]:
+        (exports / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
+
+    # The loopback servers' test credentials (not secrets), read by kizuna.secrets in the children.
+    os.environ["KIZUNA_SENDGRID_API_KEY"] = SendGridLoopback().api_key
+    os.environ["KIZUNA_LINE_CHANNEL_ACCESS_TOKEN"] = LineLoopback().access_token
+    sendgrid, line = _Loopback("sendgrid"), _Loopback("line")
+    try:
+        settings = Settings(home=HOME, data_dir=work, exports_dir=exports,
+                            email_provider="sendgrid", sendgrid_host=sendgrid.url,
+                            line_provider="line", line_api_host=line.url)
+        rows: list[dict] = []
+        first = _phase(settings, date.fromisoformat(nights[-2].name), "first load", customers, rows)
+        from campaigns.engine import send_date_for
+
+        run_date = send_date_for(date.fromisoformat(nights[-2].name))
+        baselines = {}
+        for kind in ("duckdb script", "pandas", "csv scan"):
+            baselines[kind] = _in_child(_baseline_child, kind, str(settings.warehouse), run_date,
+                                        [str(n) for n in nights[:-1]])
+            print(f"  {customers:>9,} baseline          {kind:<13} {baselines[kind]['seconds']:8.2f} s "
+                  f"{baselines[kind]['rss_mib']:7.0f} MiB", file=sys.stderr, flush=True)
+        (exports / nights[-1].name).symlink_to(nights[-1].resolve(), target_is_directory=True)
+        incremental = _phase(settings, date.fromisoformat(nights[-1].name), "incremental night", customers, rows)
+        providers = {"sendgrid": sendgrid.stats(), "line": line.stats()}
+    finally:
+        sendgrid.close()
+        line.close()
+    return {"customers": customers, "generate_seconds": generated_in, "first": first, "incremental": incremental,
+            "baselines": baselines, "providers": providers}
+
+
+# -- fixed costs (small shop) ---------------------------------------------------------------
+
+
+_ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+
+
+def _timed_python(code: str, env: dict[str, str] | None = None) -> float:
+    """Seconds a fresh interpreter reports for `code` (it prints its own elapsed time)."""
+    full_env = {**os.environ, **_ENV, **(env or {})}
+    out = subprocess.run([sys.executable, "-c", "import time; t0 = time.perf_counter()\n" + code
+                          + "\nprint(time.perf_counter() - t0)"],
+                         capture_output=True, text=True, cwd=HOME, env=full_env, timeout=600)
+    if out.returncode != 0:
+        return float("nan")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def fixed_costs() -> dict[str, float]:
+    project = HOME / "dbt_project"
+    costs = {
+        "python + import kizuna.stages": _timed_python("import kizuna.stages"),
+        "import great_expectations": _timed_python("import great_expectations"),
+        "import prefect": _timed_python("import prefect"),
+        "import dbt (dbtRunner)": _timed_python("from dbt.cli.main import dbtRunner"),
+    }
+    with tempfile.TemporaryDirectory(prefix="kizuna-fixed-") as tmp:
+        costs["dbt parse (in-process, after import)"] = _timed_python(
+            "from dbt.cli.main import dbtRunner\nt0 = time.perf_counter()\n"
+            f"r = dbtRunner().invoke(['parse', '--project-dir', {str(project)!r}, '--profiles-dir', {str(project)!r}, "
+            f"'--target-path', {tmp + '/target'!r}, '--log-path', {tmp!r}, '--log-level', 'none'])\nassert r.success",
+            env={"KIZUNA_WAREHOUSE": f"{tmp}/w.duckdb"})
+        flow = ("from prefect import flow\n@flow\ndef noop():\n    return 1\n"
+                "t0 = time.perf_counter()\nnoop()\nprint(time.perf_counter() - t0)\nt0 = time.perf_counter()\nnoop()")
+        full_env = {**os.environ, **_ENV, "PREFECT_HOME": f"{tmp}/prefect-home", "PREFECT_LOGGING_LEVEL": "WARNING"}
+        full_env.pop("PREFECT_API_URL", None)
+        out = subprocess.run([sys.executable, "-c", "import time\n" + flow + "\nprint(time.perf_counter() - t0)"],
+                             capture_output=True, text=True, cwd=HOME, env=full_env, timeout=600)
+        lines = [x for x in out.stdout.strip().splitlines() if x.replace(".", "", 1).isdigit()]
+        if out.returncode == 0 and len(lines) >= 2:
+            costs["prefect first flow (temporary server start, fresh home)"] = float(lines[-2])
+            costs["prefect second flow (same process)"] = float(lines[-1])
+        else:
+            costs["prefect first flow (temporary server start, fresh home)"] = float("nan")
+    return costs
+
+
+# -- targets and output ---------------------------------------------------------------------
+
+
+def targets(result: dict) -> list[dict]:
+    first, inc, base = result["first"], result["incremental"], result["baselines"]
+    duck = base["duckdb script"]["seconds"]
+    pandas = base["pandas"]["seconds"]
+    peak = max(first["peak_rss_mib"], inc["peak_rss_mib"], *(b["rss_mib"] for b in base.values()))
+    rows = [
+        ("nightly run, all stages (incremental night)", "<= 180 s", inc["total_seconds"], inc["total_seconds"] / 180),
+        ("first full load, all stages (for reference)", "<= 180 s", first["total_seconds"], first["total_seconds"] / 180),
+        ("modelling (dbt build, full) vs DuckDB script", "<= 2.0x", first["seconds"]["dbt build"],
+         first["seconds"]["dbt build"] / duck),
+        ("incremental night vs first full load", "<= 0.25x", inc["total_seconds"], inc["total_seconds"] / first["total_seconds"]),
+        ("incremental dbt build vs full dbt build", "(detail)", inc["seconds"]["dbt build"],
+         inc["seconds"]["dbt build"] / first["seconds"]["dbt build"]),
+        ("campaign selection (incremental night)", "<= 5 s", inc["seconds"]["selection"], inc["seconds"]["selection"] / 5),
+        ("peak memory (any stage)", "<= 2048 MiB", peak, peak / 2048),
+        ("pandas baseline vs marts (dbt build)", ">= 10x", pandas, pandas / first["seconds"]["dbt build"]),
+    ]
+    out = []
+    for name, target, measured, ratio in rows:
+        if target.startswith(">="):
+            met = ratio >= float(target.split()[1].rstrip("x"))
+        elif target.startswith("<="):
+            limit = target.split()[1]
+            met = ratio <= (float(limit.rstrip("x")) if limit.endswith("x") else 1.0)
+        else:
+            met = None
+        out.append({"target": name, "goal": target, "measured": measured, "ratio": ratio,
+                    "met": None if met is None else bool(met)})
+    return out
+
+
+def _print(results: list[dict], fixed: dict[str, float] | None) -> None:
+    header = ["customers", "phase", *STAGES, "total s", "peak MiB"]
+    widths = [10, 17] + [10] * len(STAGES) + [9, 9]
+    print("Stages (seconds; each stage in its own process)")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths)))
+    for r in results:
+        for p in (r["first"], r["incremental"]):
+            cells = [f"{r['customers']:,}", p["phase"], *(f"{p['seconds'][s]:.2f}" for s in STAGES),
+                     f"{p['total_seconds']:.1f}", f"{p['peak_rss_mib']:.0f}"]
+            print(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+    print("\nPeak resident memory per stage (MiB)")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header[:-2], widths)))
+    for r in results:
+        for p in (r["first"], r["incremental"]):
+            cells = [f"{r['customers']:,}", p["phase"], *(f"{p['rss_mib'][s]:.0f}" for s in STAGES)]
+            print(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+    print("\nBaselines after the first load (seconds, peak MiB)")
+    for r in results:
+        b = r["baselines"]
+        dbt = r["first"]["seconds"]["dbt build"]
+        print(f"  {r['customers']:>10,}  duckdb script {b['duckdb script']['seconds']:7.2f} s "
+              f"({b['duckdb script']['rss_mib']:.0f} MiB)  pandas {b['pandas']['seconds']:7.2f} s "
+              f"(read {b['pandas'].get('read', 0):.2f} + compute {b['pandas'].get('compute', 0):.2f}; "
+              f"{b['pandas']['rss_mib']:.0f} MiB)  csv scan {b['csv scan']['seconds']:7.2f} s  |  "
+              f"dbt build {dbt:.2f} s = {dbt / b['duckdb script']['seconds']:.1f}x duckdb script, "
+              f"ingest = {r['first']['seconds']['ingest'] / b['csv scan']['seconds']:.1f}x csv scan")
+    for r in results:
+        print(f"\nTargets at {r['customers']:,} customers")
+        print(f"  {'target':<46} {'goal':>12} {'measured':>10} {'ratio':>7}  result")
+        for t in r["targets"]:
+            unit = "MiB" if "memory" in t["target"] else "s"
+            verdict = "-" if t["met"] is None else ("met" if t["met"] else "MISSED")
+            print(f"  {t['target']:<46} {t['goal']:>12} {t['measured']:>8.1f} {unit:<3} {t['ratio']:>6.2f}  {verdict}")
+    if fixed:
+        print("\nFixed costs (fresh interpreter each; the small-shop case)")
+        for k, v in fixed.items():
+            print(f"  {k:<58} {v:7.2f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, nargs="+", default=[10_000, 100_000],
+                        help="shop sizes to measure (default: 10000 100000)")
+    parser.add_argument("--seed", type=int, default=7, help="generator seed (shops are reused per size and seed)")
+    parser.add_argument("--no-fixed-costs", action="store_true", help="skip the import/start-up measurements")
+    args = parser.parse_args(argv)
+
+    os.environ.update(_ENV)
+    results = []
+    for customers in args.customers:
+        result = bench(customers, args.seed)
+        result["targets"] = targets(result)
+        results.append(result)
+    fixed = None if args.no_fixed_costs else fixed_costs()
+    _print(results, fixed)
+    out = BENCH_DIR / "results" / f"scale-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"results": results, "fixed_costs": fixed}, indent=2, default=str))
+    print(f"\nwritten: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+{#-
+    The raw tables of the campaign feedback loop, created empty when missing (on-run-start),
+    so that the campaign marts build, and their tests pass, before any message was sent or
+    any webhook event arrived. The nightly `load_events` (kizuna/events/load.py, RAW_DDL)
+    creates and fills the same tables; tests/test_events.py checks the two agree.
+    The ddl/end markers below are Jinja comments: they only help that test find each statement.
+-#}
+{% macro create_campaign_raw_tables() %}
+create schema if not exists raw;
+{#-ddl-#}
+create table if not exists raw.message_events (
+    store_id bigint not null,
+    sg_event_id varchar primary key,
+    event varchar not null,
+    send_id varchar,
+    scenario_id varchar,
+    step_id varchar,
+    email_sha256 varchar,
+    event_at timestamp,
+    bounce_type varchar,
+    reason varchar,
+    raw_json varchar,
+    received_at timestamp,
+    _loaded_at timestamp not null
+)
+{#-end-#};
+{#-ddl-#}
+create table if not exists raw.line_follow_events (
+    store_id bigint not null,
+    webhook_event_id varchar primary key,
+    event_type varchar not null,
+    line_user_id varchar,
+    event_at timestamp,
+    is_redelivery boolean,
+    raw_json varchar,
+    received_at timestamp,
+    _loaded_at timestamp not null
+)
+{#-end-#};
+{#-ddl-#}
+create table if not exists raw.campaign_sends (
+    send_id varchar primary key,
+    scenario_id varchar not null,
+    step_id varchar not null,
+    customer_id varchar not null,
+    anchor_date date not null,
+    channel varchar not null,
+    due_date date not null,
+    run_date date not null,
+    status varchar not null,
+    detail varchar,
+    provider_message_id varchar,
+    planned_at timestamp not null,
+    updated_at timestamp not null,
+    _loaded_at timestamp not null
+)
+{#-end-#};
+{% endmacro %}

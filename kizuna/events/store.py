@@ -1,0 +1,156 @@
+"""The webhook event store: one SQLite file (settings.events_store), appended to by the webhook service.
+
+Why SQLite and not the warehouse: the service writes at any hour, also while the nightly
+flow holds the DuckDB warehouse (DuckDB allows one writing process per file). SQLite in
+WAL mode lets the service append while the nightly `load_events` reads.
+
+Every provider delivers at least once (SendGrid retries for up to 72 hours, LINE
+redelivers), so each table has a unique provider event id and inserts are
+`insert or ignore`: a redelivery is a no-op. The autoincrement `id` only grows, so the
+nightly load copies `id > <highest id already in the warehouse>` (a watermark).
+
+Personal data: the recipient's e-mail address is not stored, only its SHA-256 (enough to
+tell events of one address apart); it is also removed from the raw JSON kept for audit.
+Events reach customers through the send id (custom_args) and the ledger, never by address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA = [
+    """
+    create table if not exists sendgrid_events (
+        id integer primary key autoincrement,
+        sg_event_id text not null unique,
+        event text not null,
+        send_id text,
+        scenario_id text,
+        step_id text,
+        email_sha256 text,
+        event_at integer,          -- unix seconds (SendGrid's `timestamp`)
+        bounce_type text,          -- bounce: `bounce` (hard) or `blocked`; dropped: null
+        reason text,               -- bounce / dropped reason as SendGrid gives it
+        raw_json text not null,    -- the event as received, without the e-mail address
+        received_at text not null  -- UTC, ISO 8601
+    )
+    """,
+    """
+    create table if not exists line_events (
+        id integer primary key autoincrement,
+        webhook_event_id text not null unique,
+        event_type text not null,  -- follow / unfollow (others are not kept)
+        line_user_id text,
+        event_at_ms integer,       -- LINE's `timestamp`, milliseconds since the epoch
+        is_redelivery integer not null default 0,
+        raw_json text not null,
+        received_at text not null
+    )
+    """,
+]
+
+#: LINE event types kept (the ones that change whether the customer can be messaged).
+LINE_KEPT_TYPES = ("follow", "unfollow")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating) the store in WAL mode; waits up to 10 s for a writer instead of failing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=10, isolation_level=None)  # autocommit; explicit transactions
+    con.execute("pragma journal_mode=wal")
+    con.execute("pragma synchronous=normal")
+    con.execute("pragma busy_timeout=10000")
+    for ddl in SCHEMA:
+        con.execute(ddl)
+    return con
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def hash_email(email: str | None) -> str | None:
+    if not email:
+        return None
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def sendgrid_row(event: dict[str, Any]) -> tuple:
+    """The stored row of one SendGrid event (custom_args arrive as top-level keys)."""
+    cleaned = {k: v for k, v in event.items() if k != "email"}
+    raw = json.dumps(cleaned, ensure_ascii=False, sort_keys=True)
+    event_id = event.get("sg_event_id") or "nokey-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    timestamp = event.get("timestamp")
+    return (
+        str(event_id), str(event.get("event") or "unknown"), _text(event.get("send_id")),
+        _text(event.get("scenario_id")), _text(event.get("step_id")), hash_email(event.get("email")),
+        int(timestamp) if isinstance(timestamp, (int, float)) else None,
+        _text(event.get("type")) if event.get("event") == "bounce" else None,
+        _text(event.get("reason")), raw, _now(),
+    )
+
+
+def add_sendgrid_events(con: sqlite3.Connection, events: Iterable[dict[str, Any]]) -> int:
+    """Store SendGrid events; returns how many were new (redeliveries are ignored)."""
+    rows = [sendgrid_row(e) for e in events if isinstance(e, dict)]
+    con.execute("begin immediate")
+    try:
+        before = con.total_changes
+        con.executemany(
+            "insert or ignore into sendgrid_events (sg_event_id, event, send_id, scenario_id, step_id, email_sha256, "
+            "event_at, bounce_type, reason, raw_json, received_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        added = con.total_changes - before
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return added
+
+
+def add_line_events(con: sqlite3.Connection, events: Iterable[dict[str, Any]]) -> int:
+    """Store LINE follow/unfollow events; returns how many were new (redeliveries are ignored)."""
+    rows = []
+    for e in events:
+        if not isinstance(e, dict) or e.get("type") not in LINE_KEPT_TYPES:
+            continue
+        raw = json.dumps(e, ensure_ascii=False, sort_keys=True)
+        event_id = e.get("webhookEventId") or "nokey-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+        source = e.get("source") or {}
+        delivery = e.get("deliveryContext") or {}
+        ts = e.get("timestamp")
+        rows.append((str(event_id), e["type"], _text(source.get("userId")),
+                     int(ts) if isinstance(ts, (int, float)) else None,
+                     1 if delivery.get("isRedelivery") else 0, raw, _now()))
+    con.execute("begin immediate")
+    try:
+        before = con.total_changes
+        con.executemany(
+            "insert or ignore into line_events (webhook_event_id, event_type, line_user_id, event_at_ms, "
+            "is_redelivery, raw_json, received_at) values (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        added = con.total_changes - before
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return added
+
+
+def read_since(con: sqlite3.Connection, table: str, after_id: int) -> tuple[list[str], list[tuple]]:
+    """(column names, rows) of `table` with id > after_id, in id order."""
+    if table not in ("sendgrid_events", "line_events"):
+        raise ValueError(table)
+    cursor = con.execute(f"select * from {table} where id > ? order by id", [after_id])
+    return [d[0] for d in cursor.description], cursor.fetchall()
