@@ -69,6 +69,10 @@ EXIT_CONDITIONS = {
     "subscription_cancelled": "c.subscription_status = 'cancelled'",
 }
 ExitCondition = Literal["second_order", "subscription_start", "new_order", "subscription_cancelled"]
+#: A goal is an order the scenario works for; campaign_performance and campaign_lift count a send
+#: as converted when its customer places such an order within the conversion window (dbt macro
+#: order_meets_goal). A cancellation can end a scenario (stop_if) but is nobody's goal.
+Goal = Literal["second_order", "subscription_start", "new_order"]
 
 
 class _Strict(BaseModel):
@@ -141,7 +145,8 @@ class Entry(_Strict):
 
 
 class Exit(_Strict):
-    goal: ExitCondition | None = Field(None, description="Reaching it ends the scenario (the conversion measured).")
+    goal: Goal | None = Field(None, description="Reaching it ends the scenario; it is the conversion measured "
+                              "(no goal: any new order counts).")
     stop_if: list[ExitCondition] = Field(default_factory=list, description="Other conditions that end it.")
 
     @property

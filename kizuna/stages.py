@@ -78,11 +78,11 @@ def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
 
 
 def load_events(settings: Settings) -> "EventsLoadResult":
-    """Webhook events and the ledger's sends into the warehouse; bounces, complaints,
-    unsubscribes and LINE blocks into the ledger's suppressions (kizuna/events/load.py)."""
+    """Webhook events, the ledger's sends and the scenarios' goals into the warehouse; bounces,
+    complaints, unsubscribes and LINE blocks into the ledger's suppressions (kizuna/events/load.py)."""
     from kizuna.events.load import load_events as load
 
-    return load(settings)
+    return load(settings, load_scenarios())
 
 
 def gate_raw(settings: Settings, night: date) -> quality.GateResult:

@@ -5,16 +5,22 @@ Only the campaign marts (and the channel_costs seed) are built, on a warehouse w
 instead of a full build. tests/test_dbt_models.py's full build covers the marts on the
 real fct_orders (with empty campaign sources). RUN_DATE 2025-06-30, window 30 days.
 
-- C001 is sent the F2 thank-you e-mail on 06-01 (delivered, opened twice, clicked) and a
-  LINE coupon on 05-20; her orders of 06-10 (¥9,000 + ¥5,000) fall in both windows; her
-  first order (05-01) in neither.
+Each scenario's goal (raw.campaign_scenarios) is the conversion counted:
+- f2_standard (goal: second order). C001 is sent the F2 thank-you e-mail on 06-01 (delivered,
+  opened twice, clicked) and a LINE coupon on 05-20; her second order (06-10, ¥9,000) falls in
+  both windows and converts both, her third (same day, ¥5,000) is no goal order; her first
+  (05-01) in neither window.
 - C003 is sent the thank-you on 06-01 (delivered) and never buys again.
-- C006 and C007 get the coupon on 05-20 and buy on day 30 (06-19: counted) and day 31
-  (06-20: not counted).
+- C006 and C007 get the coupon on 05-20 and place their second order on day 30 (06-19:
+  counted) and day 31 (06-20: not counted).
+- C008 gets the coupon and buys in the window, but it is her third order: not converted.
 - C002 and C004 are held out of f2_standard; C002 bought long before and not since, C004 never.
 - C005's send was skipped: not counted anywhere.
-- Scenario `big`: 30 reached customers, 20 of whom buy, against 30 held out, 5 of whom buy.
-- Scenario `flat`: 30 and 30 customers, nobody buys.
+- Scenario `big` (not in the scenario table: any order): 30 reached customers, 20 of whom
+  buy, against 30 held out, 5 of whom buy.
+- Scenario `flat` (goal: new order): 30 and 30 customers, nobody buys.
+- Scenario `sub` (goal: subscription start): P1 buys a one-off (not converted), P2 starts a
+  subscription (its first delivery, ¥6,000: converted).
 """
 
 from __future__ import annotations
@@ -33,20 +39,29 @@ from test_dbt_models import RUN_DATE, _query, _settings
 LOADED = datetime(2025, 6, 30, 3)
 CAMPAIGN_MARTS = ["channel_costs", "campaign_performance", "campaign_lift"]
 
+# customer, ordered_date, revenue, purchase_sequence_number, order_kind, delivery_number
 ORDERS = [
-    ("C001", date(2025, 5, 1), 1980), ("C001", date(2025, 6, 10), 9000), ("C001", date(2025, 6, 10), 5000),
-    ("C002", date(2025, 1, 1), 1980), ("C003", date(2025, 1, 2), 5500),
-    ("C006", date(2025, 6, 19), 5000), ("C007", date(2025, 6, 20), 5000),
-    *[(f"T{i:02d}", date(2025, 6, 5), 5000) for i in range(1, 21)],
-    *[(f"H{i:02d}", date(2025, 6, 5), 5000) for i in range(1, 6)],
+    ("C001", date(2025, 5, 1), 1980, 1, "trial", None), ("C001", date(2025, 6, 10), 9000, 2, "one_off", None),
+    ("C001", date(2025, 6, 10), 5000, 3, "one_off", None),
+    ("C002", date(2025, 1, 1), 1980, 1, "trial", None), ("C003", date(2025, 1, 2), 5500, 1, "one_off", None),
+    ("C006", date(2025, 4, 1), 1980, 1, "trial", None), ("C006", date(2025, 6, 19), 5000, 2, "one_off", None),
+    ("C007", date(2025, 4, 1), 1980, 1, "trial", None), ("C007", date(2025, 6, 20), 5000, 2, "one_off", None),
+    ("C008", date(2025, 1, 1), 1980, 1, "trial", None), ("C008", date(2025, 2, 1), 5000, 2, "one_off", None),
+    ("C008", date(2025, 6, 1), 5000, 3, "one_off", None),
+    ("P1", date(2025, 5, 1), 1980, 1, "trial", None), ("P1", date(2025, 6, 10), 5000, 2, "one_off", None),
+    ("P2", date(2025, 5, 1), 1980, 1, "trial", None), ("P2", date(2025, 6, 10), 6000, 2, "subscription", 1),
+    *[(f"T{i:02d}", date(2025, 6, 5), 5000, 1, "one_off", None) for i in range(1, 21)],
+    *[(f"H{i:02d}", date(2025, 6, 5), 5000, 1, "one_off", None) for i in range(1, 6)],
 ]
+SCENARIOS = [("f2_standard", "F2", "second_order"), ("flat", "Flat", "new_order"), ("sub", "Trial", "subscription_start")]
 
 
 def _warehouse(settings) -> duckdb.DuckDBPyConnection:
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(settings.warehouse))
     con.execute("create schema marts")
-    con.execute("create table marts.fct_orders (customer_id varchar, ordered_date date, revenue bigint)")
+    con.execute("create table marts.fct_orders (customer_id varchar, ordered_date date, revenue bigint, "
+                "purchase_sequence_number bigint, order_kind varchar, delivery_number bigint)")
     return con
 
 
@@ -63,6 +78,9 @@ SENDS = [
     _send("S6", "f2_standard", "thank_you", "C005", "email", date(2025, 6, 1), "skipped"),
     _send("S7", "f2_standard", "coupon", "C006", "line", date(2025, 5, 20), "sent"),
     _send("S8", "f2_standard", "coupon", "C007", "line", date(2025, 5, 20), "sent"),
+    _send("S9", "f2_standard", "coupon", "C008", "line", date(2025, 5, 20), "sent"),
+    _send("P1", "sub", "s1", "P1", "line", date(2025, 6, 1), "sent"),
+    _send("P2", "sub", "s1", "P2", "line", date(2025, 6, 1), "sent"),
     *[_send(f"B{arm}{i}", "big", "s1", f"{arm}{i:02d}", "line", date(2025, 6, 1),
             "sent" if arm == "T" else "held_out") for arm in "TH" for i in range(1, 31)],
     *[_send(f"F{arm}{i}", "flat", "s1", f"F{arm}{i:02d}", "dm", date(2025, 6, 1),
@@ -78,8 +96,10 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     settings = _settings(tmp_path_factory.mktemp("campaign_marts"))
     con = _warehouse(settings)
     try:
-        con.executemany("insert into marts.fct_orders values (?, ?, ?)", ORDERS)
+        con.executemany("insert into marts.fct_orders values (?, ?, ?, ?, ?, ?)", ORDERS)
         create_raw_tables(con)
+        con.executemany("insert into raw.campaign_scenarios values (?, ?, ?, null, ?)",
+                        [(*s, LOADED) for s in SCENARIOS])
         con.executemany(f"insert into raw.campaign_sends values ({', '.join('?' * 14)})", SENDS)
         for n, (event_id, event, send_id) in enumerate(EVENTS, 1):
             con.execute("insert into raw.message_events values (?, ?, ?, ?, 'f2_standard', 'thank_you', null, "
@@ -101,33 +121,36 @@ def test_campaign_performance(built) -> None:
     assert {k: mail[k] for k in ("sent_count", "delivered_count", "opened_count", "clicked_count",
                                  "converted_count", "conversion_revenue")} == {
         "sent_count": 2, "delivered_count": 2, "opened_count": 1, "clicked_count": 1,
-        "converted_count": 1, "conversion_revenue": 14000}
+        "converted_count": 1, "conversion_revenue": 9000}
     assert mail["conversion_rate"] == 0.5
     assert float(mail["channel_cost"]) == 2.0 and float(mail["cost_per_conversion"]) == 2.0
-    assert mail["return_on_cost"] == pytest.approx((14000 - 2) / 2)
+    assert mail["return_on_cost"] == pytest.approx((9000 - 2) / 2)
     assert mail["is_window_complete"] is False  # 06-01 + 30 days is after 06-30
 
     line = rows["f2_standard/coupon/line/2025-05-20"]
-    # C001 and C006 (day 30) converted, C007 (day 31) did not.
+    # C001 and C006 (day 30) converted; C007 (day 31) and C008 (a third order) did not.
     assert (line["sent_count"], line["delivered_count"], line["opened_count"], line["converted_count"]) == \
-        (3, None, None, 2)
-    assert line["conversion_revenue"] == 14000 + 5000
-    assert float(line["channel_cost"]) == 9.0 and float(line["cost_per_conversion"]) == 4.5
-    assert line["return_on_cost"] == pytest.approx((19000 - 9) / 9)
+        (4, None, None, 2)
+    assert line["conversion_revenue"] == 9000 + 5000
+    assert float(line["channel_cost"]) == 12.0 and float(line["cost_per_conversion"]) == 6.0
+    assert line["return_on_cost"] == pytest.approx((14000 - 12) / 12)
     assert line["is_window_complete"] is True
 
     big = _query(built.warehouse, "select step_id, * from marts.campaign_performance where scenario_id = 'big'")
     assert (big["s1"]["sent_count"], big["s1"]["converted_count"], big["s1"]["conversion_revenue"]) == (30, 20, 100000)
 
+    sub = _query(built.warehouse, "select step_id, * from marts.campaign_performance where scenario_id = 'sub'")
+    assert (sub["s1"]["sent_count"], sub["s1"]["converted_count"], sub["s1"]["conversion_revenue"]) == (2, 1, 6000)
+
 
 def test_campaign_lift(built) -> None:
     rows = _query(built.warehouse, "select * from marts.campaign_lift")
-    assert sorted(rows) == ["big", "f2_standard", "flat"]
+    assert sorted(rows) == ["big", "f2_standard", "flat", "sub"]
 
     f2 = rows["f2_standard"]
     assert (f2["treated_customers"], f2["treated_converted"], f2["holdout_customers"], f2["holdout_converted"]) == \
-        (4, 2, 2, 0)
-    assert f2["absolute_lift"] == pytest.approx(0.5)
+        (5, 2, 2, 0)
+    assert f2["absolute_lift"] == pytest.approx(0.4)
     assert f2["lift_warning"] == "too few to tell"
 
     big = rows["big"]

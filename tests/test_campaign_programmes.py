@@ -290,6 +290,8 @@ STEP = "steps: [{id: a, day: 1, channel: email, template: f2_thank_you}]\n"
     (BASE + "entry: {event: subscription_delivery}\n" + STEP, "needs n"),
     (BASE + "entry: {event: first_order, n: 2}\n" + STEP, "remove it"),
     (BASE + "entry: {event: first_order}\nexit: {goal: world_peace}\n" + STEP, "exit.goal"),
+    (BASE + "entry: {event: first_order}\nexit: {goal: subscription_cancelled}\n" + STEP,
+     "'second_order', 'subscription_start' or 'new_order'"),  # a stop condition, not a goal
     (BASE + "entry: {event: first_order}\nholdout_percent: 80\n" + STEP, "holdout_percent"),
     (BASE + "entry: {event: first_order}\nsteps: [{id: a, day: 1, channel: email, template: f2_thank_you, "
      "offer: {type: percent_off}}]\n", "needs a value"),

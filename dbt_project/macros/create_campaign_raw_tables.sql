@@ -38,6 +38,15 @@ create table if not exists raw.line_follow_events (
 )
 {#-end-#};
 {#-ddl-#}
+create table if not exists raw.campaign_scenarios (
+    scenario_id varchar primary key,
+    name varchar not null,
+    goal varchar,
+    holdout_percent double,
+    _loaded_at timestamp not null
+)
+{#-end-#};
+{#-ddl-#}
 create table if not exists raw.campaign_sends (
     send_id varchar primary key,
     scenario_id varchar not null,

@@ -5,7 +5,8 @@
    `raw.line_follow_events` (LINE); the provider event id is the key, so a rerun, or an
    event seen twice, adds nothing.
 2. The ledger's sends are copied whole into `raw.campaign_sends` (the dbt project reads
-   the warehouse only; the ledger is its own DuckDB file).
+   the warehouse only; the ledger is its own DuckDB file), and the scenarios' goals into
+   `raw.campaign_scenarios` (the conversion campaign_performance and campaign_lift count).
 3. Feedback goes to the ledger's do-not-contact list (`ledger.suppressions`), which the
    campaign engine checks before every send:
    - SendGrid `bounce` (hard: type `bounce`, not the temporary `blocked`), `dropped`
@@ -29,6 +30,7 @@ tests/test_events.py checks the two agree.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -37,6 +39,7 @@ import duckdb
 import pandas as pd
 
 from campaigns import ledger
+from campaigns.schema import Scenario, load_scenarios
 from kizuna.config import Settings
 from kizuna.events import store
 from kizuna.warehouse import connect
@@ -70,6 +73,14 @@ RAW_DDL = {
             is_redelivery boolean,
             raw_json varchar,
             received_at timestamp,
+            _loaded_at timestamp not null
+        )""",
+    "campaign_scenarios": """
+        create table if not exists raw.campaign_scenarios (
+            scenario_id varchar primary key,
+            name varchar not null,
+            goal varchar,
+            holdout_percent double,
             _loaded_at timestamp not null
         )""",
     "campaign_sends": """
@@ -288,8 +299,10 @@ def _apply_feedback(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     return added, lifted, unmatched
 
 
-def load_events(settings: Settings) -> EventsLoadResult:
-    """Copy new webhook events and the ledger's sends into the warehouse; apply feedback to the ledger."""
+def load_events(settings: Settings, scenarios: Sequence[Scenario] | None = None) -> EventsLoadResult:
+    """Copy new webhook events, the ledger's sends and the scenarios' goals (default: the built-in
+    scenario folder's) into the warehouse; apply feedback to the ledger."""
+    scenarios = load_scenarios() if scenarios is None else scenarios
     tz = ZoneInfo(settings.timezone)
     loaded_at = datetime.now(timezone.utc).astimezone(tz).replace(tzinfo=None, microsecond=0)
     events = store.connect(settings.events_store)  # type: ignore[arg-type]
@@ -306,6 +319,10 @@ def load_events(settings: Settings) -> EventsLoadResult:
                        status, detail, provider_message_id, planned_at, updated_at, ?
                 from ledger.sends
             """, [loaded_at])
+            # The current scenario files' goals: results are measured against the goal as it is now.
+            con.execute("delete from raw.campaign_scenarios")
+            con.executemany("insert into raw.campaign_scenarios values (?, ?, ?, ?, ?)", [
+                (s.id, s.name, s.exit.goal, s.holdout_percent, loaded_at) for s in scenarios])
             con.execute("commit")
             sends = con.execute("select count(*) from raw.campaign_sends").fetchone()[0]
             added, lifted, unmatched = _apply_feedback(con)

@@ -13,10 +13,10 @@ sends as (
 treated as (
 
     -- Customers the scenario reached: at least one message sent; measured from the first.
-    select scenario_id, customer_id, min(send_date) as reference_date
+    select scenario_id, goal, customer_id, min(send_date) as reference_date
     from sends
     where status = 'sent'
-    group by scenario_id, customer_id
+    group by scenario_id, goal, customer_id
 
 ),
 
@@ -24,12 +24,12 @@ holdout as (
 
     -- The control group: customers held out (status held_out) and never sent to by this
     -- scenario; measured from the date they would first have been sent to.
-    select h.scenario_id, h.customer_id, min(h.send_date) as reference_date
+    select h.scenario_id, h.goal, h.customer_id, min(h.send_date) as reference_date
     from sends h
     where h.status = 'held_out'
         and not exists (select 1 from treated t
                         where t.scenario_id = h.scenario_id and t.customer_id = h.customer_id)
-    group by h.scenario_id, h.customer_id
+    group by h.scenario_id, h.goal, h.customer_id
 
 ),
 
@@ -43,7 +43,8 @@ customers as (
 
 orders as (
 
-    select customer_id, ordered_date from {{ ref('fct_orders') }}
+    select customer_id, ordered_date, purchase_sequence_number, order_kind, delivery_number
+    from {{ ref('fct_orders') }}
 
 ),
 
@@ -58,6 +59,7 @@ outcomes as (
             select 1 from orders o
             where o.customer_id = c.customer_id
                 and o.ordered_date between c.reference_date and c.reference_date + {{ window_days }}
+                and {{ order_meets_goal('c.goal') }}
         ) as is_converted
 
     from customers c

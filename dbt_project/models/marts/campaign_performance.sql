@@ -27,15 +27,16 @@ send_events as (
 
 orders as (
 
-    select customer_id, ordered_date, revenue from {{ ref('fct_orders') }}
+    select customer_id, ordered_date, revenue, purchase_sequence_number, order_kind, delivery_number
+    from {{ ref('fct_orders') }}
 
 ),
 
 send_conversions as (
 
-    -- Orders of the send's customer from the send date to send date + window (first pass:
-    -- any counted order, not only the scenario's goal order). An order is counted for every
-    -- send it follows: sends of several steps share it (no attribution model).
+    -- Goal orders of the send's customer (the scenario's goal: order_meets_goal) from the send
+    -- date to send date + window. An order is counted for every send it follows: sends of
+    -- several steps share it (no attribution model).
     select
         s.send_id,
         count(o.customer_id) > 0 as is_converted,
@@ -45,6 +46,7 @@ send_conversions as (
     left join orders o
         on o.customer_id = s.customer_id
         and o.ordered_date between s.send_date and s.send_date + {{ window_days }}
+        and {{ order_meets_goal('s.goal') }}
     group by s.send_id
 
 ),
