@@ -2,7 +2,18 @@ with
 
 orders as (
 
-    select * from {{ ref('fct_orders') }}
+    -- Only the columns used: DuckDB materializes a CTE read twice, and fct_orders is wide.
+    select
+        order_id,
+        customer_id,
+        purchase_sequence_number,
+        ordered_date,
+        revenue,
+        unit_cost,
+        fulfilment_cost,
+        acquisition_media_code
+
+    from {{ ref('fct_orders') }}
 
 ),
 

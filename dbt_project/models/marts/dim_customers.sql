@@ -15,7 +15,19 @@ customers as (
 
 orders as (
 
-    select * from {{ ref('fct_orders') }}
+    -- Only the columns used: DuckDB materializes a CTE read twice, and fct_orders is wide.
+    select
+        customer_id,
+        order_id,
+        purchase_sequence_number,
+        ordered_date,
+        revenue,
+        order_kind,
+        acquisition_media_code,
+        shipped_at,
+        delivered_at
+
+    from {{ ref('fct_orders') }}
 
 ),
 
