@@ -23,6 +23,7 @@ HORIZONS = {"3m": 3, "6m": 6, "12m": 12, "lifetime": None}
 
 def read(warehouse: str) -> dict[str, pd.DataFrame]:
     con = duckdb.connect(warehouse, read_only=True)
+    con.execute("set enable_progress_bar = false")
     try:
         return {
             "orders": con.execute("select order_id, customer_id, ordered_at, status, media_code, total "

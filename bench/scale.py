@@ -122,6 +122,7 @@ def _baseline_child(kind: str, warehouse: str, run_date: date, folders: list[str
 
     if kind == "duckdb script":
         con = duckdb.connect(warehouse, read_only=True)
+        con.execute("set enable_progress_bar = false")
         sql = (BENCH_DIR / "baseline_duckdb.sql").read_text().replace("{run_date}", run_date.isoformat())
         for statement in sql.split(";\n"):
             if any(line.strip() and not line.strip().startswith("--") for line in statement.splitlines()):
@@ -133,6 +134,7 @@ def _baseline_child(kind: str, warehouse: str, run_date: date, folders: list[str
         extra = baseline_pandas.run(warehouse, run_date)
     elif kind == "csv scan":
         con = duckdb.connect()
+        con.execute("set enable_progress_bar = false")
         for folder in folders:
             for csv in sorted(Path(folder).glob("*.csv")):
                 con.execute(f"select count(*) from read_csv('{csv.as_posix()}', all_varchar = true)").fetchone()

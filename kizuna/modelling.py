@@ -17,7 +17,6 @@ instead of showing a traceback (or, worse, green).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -121,14 +120,16 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
     still run). Raises `ModelBuildFailed` when any node fails or errors, or when dbt
     cannot run at all (bad project, unreadable warehouse).
     """
-    dbt_vars = {"run_date": run_date.isoformat(), "conversion_window_days": settings.conversion_window_days}
-    args = ["build", "--vars", json.dumps(dbt_vars)]
+    args = ["build"]
     if select:
         args += ["--select", *select]
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
     started = time.perf_counter()
-    outcome = _invoke(settings, args)
+    # run_date and the conversion window reach dbt_project.yml's vars through the environment
+    # (see there: a changing --vars costs a full re-parse every night).
+    outcome = _invoke(settings, args, KIZUNA_RUN_DATE=run_date.isoformat(),
+                      KIZUNA_CONVERSION_WINDOW_DAYS=str(settings.conversion_window_days))
     seconds = time.perf_counter() - started
 
     execution = outcome.result
@@ -164,8 +165,9 @@ def _target_dir(settings: Settings) -> Path:
     return settings.dbt_project_dir / "target"
 
 
-def _invoke(settings: Settings, args: list[str]) -> Any:
-    """Run one dbt command in-process against the configured project and warehouse."""
+def _invoke(settings: Settings, args: list[str], **environment: str) -> Any:
+    """Run one dbt command in-process against the configured project and warehouse
+    (`environment`: more variables for dbt_project.yml's env_var())."""
     project = settings.dbt_project_dir
     assert project is not None and settings.warehouse is not None  # set by Settings' validator
     if not (project / "dbt_project.yml").is_file():
@@ -186,7 +188,7 @@ def _invoke(settings: Settings, args: list[str]) -> Any:
     ]
     try:
         with _environment(KIZUNA_WAREHOUSE=str(settings.warehouse),
-                          KIZUNA_DUCKDB_MEMORY_LIMIT=settings.duckdb_memory_limit):
+                          KIZUNA_DUCKDB_MEMORY_LIMIT=settings.duckdb_memory_limit, **environment):
             return dbtRunner().invoke([*args, *common])
     finally:
         _release_warehouse()

@@ -13,7 +13,7 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file, creating its folder; say plainly when another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise KizunaError(
@@ -21,3 +21,6 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
                 "Wait for the running flow to finish, or close the DuckDB session that has it open."
             ) from exc
         raise
+    # No progress bar: it floods logs and Prefect's console; each stage logs its own summary.
+    con.execute("set enable_progress_bar = false")
+    return con

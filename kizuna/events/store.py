@@ -102,20 +102,9 @@ def sendgrid_row(event: dict[str, Any]) -> tuple:
 def add_sendgrid_events(con: sqlite3.Connection, events: Iterable[dict[str, Any]]) -> int:
     """Store SendGrid events; returns how many were new (redeliveries are ignored)."""
     rows = [sendgrid_row(e) for e in events if isinstance(e, dict)]
-    con.execute("begin immediate")
-    try:
-        before = con.total_changes
-        con.executemany(
-            "insert or ignore into sendgrid_events (sg_event_id, event, send_id, scenario_id, step_id, email_sha256, "
-            "event_at, bounce_type, reason, raw_json, received_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        added = con.total_changes - before
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    return added
+    return _insert_new(con, "sendgrid_events", ("sg_event_id", "event", "send_id", "scenario_id", "step_id",
+                                                "email_sha256", "event_at", "bounce_type", "reason", "raw_json",
+                                                "received_at"), rows)
 
 
 def add_line_events(con: sqlite3.Connection, events: Iterable[dict[str, Any]]) -> int:
@@ -132,14 +121,17 @@ def add_line_events(con: sqlite3.Connection, events: Iterable[dict[str, Any]]) -
         rows.append((str(event_id), e["type"], _text(source.get("userId")),
                      int(ts) if isinstance(ts, (int, float)) else None,
                      1 if delivery.get("isRedelivery") else 0, raw, _now()))
+    return _insert_new(con, "line_events", ("webhook_event_id", "event_type", "line_user_id", "event_at_ms",
+                                            "is_redelivery", "raw_json", "received_at"), rows)
+
+
+def _insert_new(con: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple]) -> int:
+    """Insert in one write transaction, skipping rows whose event id is stored; returns how many were new."""
     con.execute("begin immediate")
     try:
         before = con.total_changes
-        con.executemany(
-            "insert or ignore into line_events (webhook_event_id, event_type, line_user_id, event_at_ms, "
-            "is_redelivery, raw_json, received_at) values (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        con.executemany(f"insert or ignore into {table} ({', '.join(columns)}) "
+                        f"values ({', '.join('?' * len(columns))})", rows)
         added = con.total_changes - before
         con.execute("commit")
     except BaseException:
