@@ -283,14 +283,13 @@ def _f2(con: duckdb.DuckDBPyConnection) -> dict | None:
 def _campaign_results(con: duckdb.DuckDBPyConnection, marts: set[str]) -> dict:
     out: dict[str, Any] = {}
     if "campaign_performance" in marts:
-        c = _columns(con, "campaign_performance")
-        sums = ", ".join(f"sum({_pick(c, k + '_count', k)}) as {k}" for k in FUNNEL)
-        revenue, cost = _pick(c, "conversion_revenue", "revenue"), _pick(c, "channel_cost")
+        sums = ", ".join(f"sum({k}_count) as {k}" for k in FUNNEL)
         perf = _rows(con, f"""
             select *, channel_cost / nullif(converted, 0) as cost_per_conversion,
                    (revenue - channel_cost) / nullif(channel_cost, 0) as return_on_cost
             from (
-                select scenario_id, step_id, channel, {sums}, sum({revenue}) as revenue, sum({cost}) as channel_cost,
+                select scenario_id, step_id, channel, {sums}, sum(conversion_revenue) as revenue,
+                       sum(channel_cost) as channel_cost,
                        min(send_date) as first_send, max(send_date) as last_send
                 from marts.campaign_performance group by 1, 2, 3
             ) order by 1, 2, 3
@@ -311,11 +310,9 @@ def _campaign_results(con: duckdb.DuckDBPyConnection, marts: set[str]) -> dict:
                 label="campaign funnel", height=240,
             )
     if "campaign_lift" in marts:
-        c = _columns(con, "campaign_lift")
-        lift = _rows(con, f"""
+        lift = _rows(con, """
             select scenario_id, treated_customers, holdout_customers, treated_conversion_rate,
-                   holdout_conversion_rate, {_pick(c, "absolute_lift", "lift")} as lift, lift_ci_low, lift_ci_high,
-                   {_pick(c, "lift_warning")} as lift_warning
+                   holdout_conversion_rate, absolute_lift as lift, lift_ci_low, lift_ci_high, lift_warning
             from marts.campaign_lift order by scenario_id
         """)
         out["lift"] = lift
@@ -333,15 +330,6 @@ def _campaign_results(con: duckdb.DuckDBPyConnection, marts: set[str]) -> dict:
     return out
 
 
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    return {r[0] for r in con.execute(
-        "select column_name from duckdb_columns() where schema_name = 'marts' and table_name = ? "
-        "and database_name = current_database()", [table]).fetchall()}
-
-
-def _pick(columns: set[str], *names: str) -> str:
-    """The first of `names` the mart has (the campaign marts' column names), else a null."""
-    return next((n for n in names if n in columns), "null")
 
 
 def _signed_pt(v: float | None) -> str:
