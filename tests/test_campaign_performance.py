@@ -97,7 +97,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     con = _warehouse(settings)
     try:
         con.executemany("insert into marts.fct_orders values (?, ?, ?, ?, ?, ?)", ORDERS)
-        create_raw_tables(con)
+        create_raw_tables(con, settings.dbt_project_dir)
         con.executemany("insert into raw.campaign_scenarios values (?, ?, ?, null, ?)",
                         [(*s, LOADED) for s in SCENARIOS])
         con.executemany(f"insert into raw.campaign_sends values ({', '.join('?' * 14)})", SENDS)

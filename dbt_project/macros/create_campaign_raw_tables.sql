@@ -1,9 +1,9 @@
 {#-
     The raw tables of the campaign feedback loop, created empty when missing (on-run-start),
     so that the campaign marts build, and their tests pass, before any message was sent or
-    any webhook event arrived. The nightly `load_events` (kizuna/events/load.py, RAW_DDL)
-    creates and fills the same tables; tests/test_events.py checks the two agree.
-    The ddl/end markers below are Jinja comments: they only help that test find each statement.
+    any webhook event arrived. The nightly `load_events` (kizuna/events/load.py) runs the
+    same statements, found by the ddl/end markers below (Jinja comments): keep each
+    statement plain SQL.
 -#}
 {% macro create_campaign_raw_tables() %}
 create schema if not exists raw;

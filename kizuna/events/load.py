@@ -22,9 +22,9 @@
    there are added, so the step is idempotent and catches up on events that could not
    be matched to a customer before.
 
-The raw tables' DDL is also in dbt_project/macros/create_campaign_raw_tables.sql (dbt
-creates them empty before a build, so the marts build before any event or send exists);
-tests/test_events.py checks the two agree.
+The raw tables' DDL is in dbt_project/macros/create_campaign_raw_tables.sql (dbt creates
+them empty before a build, so the marts build before any event or send exists); the
+loader runs the same statements.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -46,61 +47,9 @@ from kizuna.warehouse import connect
 
 log = logging.getLogger("kizuna")
 
-RAW_DDL = {
-    "message_events": """
-        create table if not exists raw.message_events (
-            store_id bigint not null,
-            sg_event_id varchar primary key,
-            event varchar not null,
-            send_id varchar,
-            scenario_id varchar,
-            step_id varchar,
-            email_sha256 varchar,
-            event_at timestamp,
-            bounce_type varchar,
-            reason varchar,
-            raw_json varchar,
-            received_at timestamp,
-            _loaded_at timestamp not null
-        )""",
-    "line_follow_events": """
-        create table if not exists raw.line_follow_events (
-            store_id bigint not null,
-            webhook_event_id varchar primary key,
-            event_type varchar not null,
-            line_user_id varchar,
-            event_at timestamp,
-            is_redelivery boolean,
-            raw_json varchar,
-            received_at timestamp,
-            _loaded_at timestamp not null
-        )""",
-    "campaign_scenarios": """
-        create table if not exists raw.campaign_scenarios (
-            scenario_id varchar primary key,
-            name varchar not null,
-            goal varchar,
-            holdout_percent double,
-            _loaded_at timestamp not null
-        )""",
-    "campaign_sends": """
-        create table if not exists raw.campaign_sends (
-            send_id varchar primary key,
-            scenario_id varchar not null,
-            step_id varchar not null,
-            customer_id varchar not null,
-            anchor_date date not null,
-            channel varchar not null,
-            due_date date not null,
-            run_date date not null,
-            status varchar not null,
-            detail varchar,
-            provider_message_id varchar,
-            planned_at timestamp not null,
-            updated_at timestamp not null,
-            _loaded_at timestamp not null
-        )""",
-}
+#: The campaign raw tables' DDL is written once, in the dbt macro that creates them empty before
+#: a build (so the marts build before any event or send exists); the loader runs the same statements.
+RAW_TABLES_MACRO = "macros/create_campaign_raw_tables.sql"
 
 #: SendGrid events that put the address on the do-not-contact list for e-mail.
 EMAIL_SUPPRESSING_EVENTS = ("bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe")
@@ -126,10 +75,13 @@ class EventsLoadResult:
         return text
 
 
-def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+def create_raw_tables(con: duckdb.DuckDBPyConnection, dbt_project_dir: Path) -> None:
+    """Create the campaign raw tables when missing, with the DDL of the dbt macro (between its
+    `{#-ddl-#}` and `{#-end-#}` markers: plain SQL, no Jinja)."""
+    macro = (dbt_project_dir / RAW_TABLES_MACRO).read_text(encoding="utf-8")
     con.execute("create schema if not exists raw")
-    for ddl in RAW_DDL.values():
-        con.execute(ddl)
+    for part in macro.split("{#-ddl-#}")[1:]:
+        con.execute(part.split("{#-end-#}")[0])
 
 
 def _local(tz: ZoneInfo, seconds: float | None) -> datetime | None:
@@ -308,7 +260,7 @@ def load_events(settings: Settings, scenarios: Sequence[Scenario] | None = None)
     events = store.connect(settings.events_store)  # type: ignore[arg-type]
     try:
         with connect(settings.warehouse) as con:  # type: ignore[arg-type]
-            create_raw_tables(con)
+            create_raw_tables(con, settings.dbt_project_dir)  # type: ignore[arg-type]
             ledger.attach(con, settings.ledger)  # type: ignore[arg-type]
             email_new, line_new = _copy_new_events(con, events, tz, loaded_at)
             con.execute("begin")
