@@ -33,6 +33,7 @@ from pydantic import SecretStr
 
 from connectors.channels.base import Message
 from connectors.channels.loopback import SendGridLoopback
+from connectors.channels.policy import DeliveryPolicy
 from connectors.channels.sendgrid import SendGridChannel
 
 BENCH_DIR = Path(__file__).parent
@@ -139,7 +140,7 @@ def main() -> None:
     try:
         channel = SendGridChannel(SecretStr(API_KEY), sender_name="絆オーガニクス株式会社",
                                   sender_email="info@kizuna-organics.example", host=server.url,
-                                  concurrency=args.concurrency, timeout=30)
+                                  policy=DeliveryPolicy(concurrency=args.concurrency, timeout=30))
         report = []
         for volume in sorted(args.volumes):
             before = server.accepted()

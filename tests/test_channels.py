@@ -73,7 +73,7 @@ def email_channel(settings, server, monkeypatch, **overrides):
     monkeypatch.setenv("KIZUNA_SENDGRID_API_KEY", server.api_key)
     s = settings.model_copy(update={"email_provider": "sendgrid", "sendgrid_host": server.url, **overrides})
     channel = channel_for(s, "email")
-    channel.backoff_seconds = 0.01
+    channel.policy.backoff_seconds = 0.01
     return channel
 
 
@@ -81,7 +81,7 @@ def line_channel(settings, server, monkeypatch, **overrides):
     monkeypatch.setenv("KIZUNA_LINE_CHANNEL_ACCESS_TOKEN", server.access_token)
     channel = channel_for(settings.model_copy(update={"line_provider": "line", "line_api_host": server.url,
                                                       **overrides}), "line")
-    channel.backoff_seconds = 0.01
+    channel.policy.backoff_seconds = 0.01
     return channel
 
 
@@ -91,7 +91,7 @@ def sms_channel(settings, server, monkeypatch, **overrides):
     channel = channel_for(settings.model_copy(update={
         "sms_provider": "twilio", "twilio_base_url": server.url, "twilio_from_number": "+815012345678",
         **overrides}), "sms")
-    channel.backoff_seconds = 0.01
+    channel.policy.backoff_seconds = 0.01
     return channel
 
 
@@ -275,7 +275,7 @@ def test_sendgrid_unreachable_fails_after_bounded_retries(settings, monkeypatch)
     server.stop()  # nothing listens on the port any more
     monkeypatch.setenv("KIZUNA_SENDGRID_API_KEY", server.api_key)
     channel = channel_for(settings.model_copy(update={"email_provider": "sendgrid", "sendgrid_host": url}), "email")
-    channel.backoff_seconds = 0.01
+    channel.policy.backoff_seconds = 0.01
     (outcome,) = channel.send_batch([email(1)])
     assert outcome.status == "failed" and "could not reach SendGrid" in outcome.detail
 

@@ -30,7 +30,7 @@ from linebot.v3.messaging import ApiClient, ApiException, Configuration, Messagi
 from pydantic import SecretStr
 
 from connectors.channels.base import Channel, Message, Outcome
-from connectors.channels.policy import install_log_redaction, Throttle, retry_after_seconds
+from connectors.channels.policy import DeliveryPolicy, install_log_redaction, Throttle, retry_after_seconds
 
 log = logging.getLogger(__name__)
 install_log_redaction()
@@ -51,21 +51,16 @@ class LineChannel(Channel):
     max_batch_size: ClassVar[int] = 10_000
     idempotent: ClassVar[bool] = True
 
-    def __init__(self, access_token: SecretStr, *, host: str = "https://api.line.me", timeout: float = 10.0,
-                 max_attempts: int = 4, max_wait: float = 60.0, concurrency: int = 4,
-                 requests_per_second: float = 0.0, backoff_seconds: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep, state_dir: Path | None = None) -> None:
+    def __init__(self, access_token: SecretStr, *, host: str = "https://api.line.me",
+                 policy: DeliveryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
+                 state_dir: Path | None = None) -> None:
         if not isinstance(access_token, SecretStr):
             raise TypeError("access_token must be a pydantic SecretStr (see kizuna.secrets.get_secret)")
         self.host = host
         configuration = Configuration(host=host, access_token=access_token.get_secret_value())
         self._api = MessagingApi(ApiClient(configuration))
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.max_wait = max_wait
-        self.concurrency = concurrency
-        self.backoff_seconds = backoff_seconds
-        self.throttle = Throttle(requests_per_second, sleep=sleep)
+        self.policy = policy or DeliveryPolicy()
+        self.throttle = Throttle(self.policy.requests_per_second, sleep=sleep)
         self._sleep = sleep
         self.journal = Path(state_dir) / "line-chunks.json" if state_dir else None
         self._journal_lock = threading.Lock()
@@ -107,11 +102,11 @@ class LineChannel(Channel):
 
         request = MulticastRequest(to=to, messages=[TextMessage(text=text)])
         last, last_unknown = "no attempt made", False
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.policy.max_attempts + 1):
             self.throttle.wait()
             try:
                 response = self._api.multicast_with_http_info(request, x_line_retry_key=key,
-                                                              _request_timeout=self.timeout)
+                                                              _request_timeout=self.policy.timeout)
                 request_id = (response.headers or {}).get("x-line-request-id")
                 return all_("sent", f"accepted (retry key {key})", request_id)
             except ApiException as exc:
@@ -121,8 +116,8 @@ class LineChannel(Channel):
                     accepted = {k.lower(): v for k, v in headers.items()}.get("x-line-accepted-request-id")
                     return all_("sent", f"accepted earlier (409 on retry key {key})", accepted)
                 if status == 429:
-                    wait = retry_after_seconds(headers, default=self.backoff_seconds * 2 ** (attempt - 1))
-                    if wait > self.max_wait:
+                    wait = retry_after_seconds(headers, default=self.policy.backoff(attempt))
+                    if wait > self.policy.max_wait:
                         return all_("failed", f"LINE rate limit: asked to wait {wait:.0f} s, more than allowed; not sent")
                     last, last_unknown = f"LINE 429 rate limited: {_body(exc.body)}", False
                     self.throttle.pause(wait)
@@ -133,12 +128,12 @@ class LineChannel(Channel):
                     return all_("failed", f"LINE refused the request ({status}): {_body(exc.body)}")
             except Exception as exc:  # noqa: BLE001 - transport errors (time-outs, resets): retry with the same key
                 last, last_unknown = f"no answer from LINE ({type(exc).__name__})", True
-            if attempt < self.max_attempts:
-                self._sleep(min(self.max_wait, self.backoff_seconds * 2 ** (attempt - 1)))
+            if attempt < self.policy.max_attempts:
+                self._sleep(min(self.policy.max_wait, self.policy.backoff(attempt)))
         if last_unknown:
-            return all_("unknown", f"{last}; gave up after {self.max_attempts} attempts with retry key {key}: "
+            return all_("unknown", f"{last}; gave up after {self.policy.max_attempts} attempts with retry key {key}: "
                                    "resending the same chunk within 24 h is safe")
-        return all_("failed", f"{last}; gave up after {self.max_attempts} attempts, nothing accepted")
+        return all_("failed", f"{last}; gave up after {self.policy.max_attempts} attempts, nothing accepted")
 
     def _resend_journalled(self, messages: list[Message], outcomes: list[Outcome | None]) -> None:
         """Messages of a chunk that was in flight when a previous run stopped: resend that chunk as it was."""
@@ -175,10 +170,10 @@ class LineChannel(Channel):
             text, idx = chunk
             return idx, self._multicast([messages[i].send_id for i in idx], [messages[i].address for i in idx], text)
 
-        if len(chunks) <= 1 or self.concurrency <= 1:
+        if len(chunks) <= 1 or self.policy.concurrency <= 1:
             results = list(map(run, chunks))
         else:
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chunks))) as pool:
+            with ThreadPoolExecutor(max_workers=min(self.policy.concurrency, len(chunks))) as pool:
                 results = list(pool.map(run, chunks))
         for idx, chunk_outcomes in results:
             for i, o in zip(idx, chunk_outcomes):

@@ -12,11 +12,30 @@ import logging
 import re
 import threading
 import time
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Callable, Mapping
 
 from connectors.channels.base import Message, Outcome
+
+
+@dataclass
+class DeliveryPolicy:
+    """How a provider connector delivers (KIZUNA_CHANNEL_* settings): one request's time-out,
+    attempts where a retry is safe, the longest provider-imposed wait honoured, requests in
+    flight, throttle, and the base of the exponential back-off."""
+
+    timeout: float = 10.0
+    max_attempts: int = 4
+    max_wait: float = 60.0
+    concurrency: int = 4
+    requests_per_second: float = 0.0
+    backoff_seconds: float = 1.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1, 2, 4, ... × backoff_seconds)."""
+        return self.backoff_seconds * 2 ** (attempt - 1)
 
 
 class Throttle:

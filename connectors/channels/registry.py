@@ -16,6 +16,7 @@ from pathlib import Path
 from connectors.channels.base import Channel
 from connectors.channels.lists import ListChannel
 from connectors.channels.outbox import OutboxChannel
+from connectors.channels.policy import DeliveryPolicy
 from kizuna.config import Settings
 from kizuna.errors import KizunaError
 from kizuna.secrets import get_secret
@@ -48,9 +49,9 @@ def provider_for(settings: Settings, name: str) -> str:
 def channel_for(settings: Settings, name: str) -> Channel:
     """The connector for channel `name` as configured in `settings`."""
     provider = provider_for(settings, name)
-    common = dict(timeout=settings.channel_timeout_seconds, max_attempts=settings.channel_max_attempts,
-                  max_wait=settings.channel_max_wait_seconds, concurrency=settings.channel_concurrency,
-                  requests_per_second=settings.channel_requests_per_second)
+    policy = DeliveryPolicy(timeout=settings.channel_timeout_seconds, max_attempts=settings.channel_max_attempts,
+                            max_wait=settings.channel_max_wait_seconds, concurrency=settings.channel_concurrency,
+                            requests_per_second=settings.channel_requests_per_second)
     if provider == "outbox":
         return OutboxChannel(settings.outbox_dir, name, settings.sender_name, settings.sender_email)
     if provider == "list":
@@ -62,19 +63,19 @@ def channel_for(settings: Settings, name: str) -> Channel:
         return SendGridChannel(
             get_secret("SENDGRID_API_KEY"), sender_name=settings.sender_name, sender_email=settings.sender_email,
             host=settings.sendgrid_host, unsubscribe_group_id=settings.sendgrid_unsubscribe_group_id,
-            sandbox_mode=settings.sendgrid_sandbox_mode, timezone=settings.timezone, **common)
+            sandbox_mode=settings.sendgrid_sandbox_mode, timezone=settings.timezone, policy=policy)
     if provider == "line":
         from connectors.channels.line import LineChannel
 
         return LineChannel(get_secret("LINE_CHANNEL_ACCESS_TOKEN"), host=settings.line_api_host,
-                           state_dir=Path(settings.data_dir) / "channels", **common)
+                           state_dir=Path(settings.data_dir) / "channels", policy=policy)
     if provider == "twilio":
         from connectors.channels.sms import TwilioSmsChannel
 
         return TwilioSmsChannel(
             get_secret("TWILIO_ACCOUNT_SID"), get_secret("TWILIO_AUTH_TOKEN"),
             from_number=settings.twilio_from_number, messaging_service_sid=settings.twilio_messaging_service_sid,
-            base_url=settings.twilio_base_url, **common)
+            base_url=settings.twilio_base_url, policy=policy)
     raise KizunaError(f"channel {name!r}: unknown provider {provider!r}")  # pragma: no cover - Literal guards it
 
 

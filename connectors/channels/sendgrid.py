@@ -39,7 +39,8 @@ from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from connectors.channels.base import Channel, Message, Outcome
-from connectors.channels.policy import install_log_redaction, Throttle, custom_args_problem, retry_after_seconds
+from connectors.channels.policy import (DeliveryPolicy, Throttle, custom_args_problem, install_log_redaction,
+                                        retry_after_seconds)
 
 log = logging.getLogger(__name__)
 install_log_redaction()
@@ -109,9 +110,7 @@ class SendGridChannel(Channel):
 
     def __init__(self, api_key: SecretStr, *, sender_name: str, sender_email: str,
                  host: str = "https://api.sendgrid.com", unsubscribe_group_id: int | None = None,
-                 sandbox_mode: bool = False, timezone: str = "Asia/Tokyo", timeout: float = 10.0,
-                 max_attempts: int = 4, max_wait: float = 60.0, concurrency: int = 4,
-                 requests_per_second: float = 0.0, backoff_seconds: float = 1.0,
+                 sandbox_mode: bool = False, timezone: str = "Asia/Tokyo", policy: DeliveryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not isinstance(api_key, SecretStr):
             raise TypeError("api_key must be a pydantic SecretStr (see kizuna.secrets.get_secret)")
@@ -121,12 +120,8 @@ class SendGridChannel(Channel):
         self.unsubscribe_group_id = unsubscribe_group_id
         self.sandbox_mode = sandbox_mode
         self.tz = ZoneInfo(timezone)
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.max_wait = max_wait
-        self.concurrency = concurrency
-        self.backoff_seconds = backoff_seconds
-        self.throttle = Throttle(requests_per_second, sleep=sleep)
+        self.policy = policy or DeliveryPolicy()
+        self.throttle = Throttle(self.policy.requests_per_second, sleep=sleep)
         self._sleep = sleep
         self.requests_made = 0
 
@@ -233,16 +228,17 @@ class SendGridChannel(Channel):
             return [Outcome(s, status, detail, provider_id) for s in ids]  # type: ignore[arg-type]
 
         last = "no attempt made"
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.policy.max_attempts + 1):
             self.throttle.wait()
             self.requests_made += 1
             try:
-                response = self._client.client.mail.send.post(request_body=body, timeout=self.timeout)
+                response = self._client.client.mail.send.post(request_body=body, timeout=self.policy.timeout)
             except http_errors.TooManyRequestsError as exc:
-                wait = retry_after_seconds(exc.headers, default=self.backoff_seconds * 2 ** (attempt - 1))
-                if wait > self.max_wait:
+                wait = retry_after_seconds(exc.headers, default=self.policy.backoff(attempt))
+                if wait > self.policy.max_wait:
                     return all_("failed", f"SendGrid rate limit: asked to wait {wait:.0f} s, more than the "
-                                          f"{self.max_wait:.0f} s allowed (KIZUNA_CHANNEL_MAX_WAIT_SECONDS); not sent")
+                                          f"{self.policy.max_wait:.0f} s allowed (KIZUNA_CHANNEL_MAX_WAIT_SECONDS); "
+                                          "not sent")
                 last = f"SendGrid 429 rate limited (waited {wait:.2f} s)"
                 log.info("SendGrid 429: waiting %.2f s before attempt %d", wait, attempt + 1)
                 self.throttle.pause(wait)
@@ -257,8 +253,8 @@ class SendGridChannel(Channel):
                 return all_("failed", f"SendGrid refused the request ({status}): {reason}; nothing was sent")
             except urllib.error.URLError as exc:  # raised while connecting / writing: the request never arrived
                 last = f"could not reach SendGrid ({exc.reason})"
-                if attempt < self.max_attempts:
-                    self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
+                if attempt < self.policy.max_attempts:
+                    self._sleep(self.policy.backoff(attempt))
                 continue
             except (TimeoutError, OSError) as exc:  # raised while waiting for the answer: it may have arrived
                 return all_("unknown", f"no answer from SendGrid ({type(exc).__name__}: {exc}): the request may "
@@ -268,7 +264,7 @@ class SendGridChannel(Channel):
                 detail = "sandbox mode: validated by SendGrid, not delivered" if self.sandbox_mode else "accepted (202)"
                 return all_("sent", detail, message_id)
             return all_("unknown", f"unexpected SendGrid answer {response.status_code}; not resent")
-        return all_("failed", f"{last}; gave up after {self.max_attempts} attempts, nothing was accepted")
+        return all_("failed", f"{last}; gave up after {self.policy.max_attempts} attempts, nothing was accepted")
 
     def send_batch(self, messages: list[Message]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(messages)
@@ -287,18 +283,18 @@ class SendGridChannel(Channel):
                 outcomes[i] = outcome
 
         requests = 0
-        if self.concurrency <= 1:
+        if self.policy.concurrency <= 1:
             for indexes, body in self.iter_requests(messages, refused):
                 requests += 1
                 collect(indexes, run(indexes, body))
         else:
             # Requests go out while later ones are still being prepared; at most 2 x concurrency in hand.
-            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sendgrid") as pool:
+            with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="sendgrid") as pool:
                 pending: deque[tuple[list[int], Future]] = deque()
                 for indexes, body in self.iter_requests(messages, refused):
                     requests += 1
                     pending.append((indexes, pool.submit(run, indexes, body)))
-                    while len(pending) > 2 * self.concurrency:
+                    while len(pending) > 2 * self.policy.concurrency:
                         done_indexes, future = pending.popleft()
                         collect(done_indexes, future.result())
                 for done_indexes, future in pending:

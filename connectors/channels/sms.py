@@ -28,7 +28,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from connectors.channels.base import Channel, Message, Outcome
-from connectors.channels.policy import install_log_redaction, Throttle, retry_after_seconds
+from connectors.channels.policy import DeliveryPolicy, install_log_redaction, Throttle, retry_after_seconds
 from kizuna.errors import KizunaError
 
 log = logging.getLogger(__name__)
@@ -78,24 +78,18 @@ class TwilioSmsChannel(Channel):
     idempotent: ClassVar[bool] = False
 
     def __init__(self, account_sid: SecretStr, auth_token: SecretStr, *, from_number: str = "",
-                 messaging_service_sid: str = "", base_url: str | None = None, timeout: float = 10.0,
-                 max_attempts: int = 4, max_wait: float = 60.0, concurrency: int = 4,
-                 requests_per_second: float = 0.0, backoff_seconds: float = 1.0,
+                 messaging_service_sid: str = "", base_url: str | None = None, policy: DeliveryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not (from_number or messaging_service_sid):
             raise KizunaError("SMS via Twilio needs a sender: set KIZUNA_TWILIO_FROM_NUMBER or "
                               "KIZUNA_TWILIO_MESSAGING_SERVICE_SID")
-        self.http = RebasedHttpClient(base_url, timeout)
+        self.policy = policy or DeliveryPolicy()
+        self.http = RebasedHttpClient(base_url, self.policy.timeout)
         self._client = Client(account_sid.get_secret_value(), auth_token.get_secret_value(), http_client=self.http)
         self.base_url = base_url
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.max_wait = max_wait
-        self.concurrency = concurrency
-        self.backoff_seconds = backoff_seconds
-        self.throttle = Throttle(requests_per_second, sleep=sleep)
+        self.throttle = Throttle(self.policy.requests_per_second, sleep=sleep)
         self._sleep = sleep
 
     def __repr__(self) -> str:
@@ -110,7 +104,7 @@ class TwilioSmsChannel(Channel):
         sender = ({"messaging_service_sid": self.messaging_service_sid} if self.messaging_service_sid
                   else {"from_": self.from_number})
         last = "no attempt made"
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.policy.max_attempts + 1):
             self.throttle.wait()
             try:
                 sent = self._client.messages.create(to=to, body=message.body_text, **sender)
@@ -118,8 +112,8 @@ class TwilioSmsChannel(Channel):
             except TwilioRestException as exc:
                 if exc.status == 429:
                     headers = getattr(self.http.local, "headers", {})
-                    wait = retry_after_seconds(headers, default=self.backoff_seconds * 2 ** (attempt - 1))
-                    if wait > self.max_wait:
+                    wait = retry_after_seconds(headers, default=self.policy.backoff(attempt))
+                    if wait > self.policy.max_wait:
                         return Outcome(message.send_id, "failed", f"Twilio rate limit: asked to wait {wait:.0f} s, "
                                                                   "more than allowed; not sent")
                     last = "Twilio 429 rate limited"
@@ -139,9 +133,10 @@ class TwilioSmsChannel(Channel):
             except requests.exceptions.RequestException as exc:  # read time-out and the like: may have arrived
                 return Outcome(message.send_id, "unknown", f"no answer from Twilio ({type(exc).__name__}): the SMS "
                                "may have been sent; not resent (no idempotency key)")
-            if attempt < self.max_attempts:
-                self._sleep(min(self.max_wait, self.backoff_seconds * 2 ** (attempt - 1)))
-        return Outcome(message.send_id, "failed", f"{last}; gave up after {self.max_attempts} attempts, not sent")
+            if attempt < self.policy.max_attempts:
+                self._sleep(min(self.policy.max_wait, self.policy.backoff(attempt)))
+        return Outcome(message.send_id, "failed",
+                       f"{last}; gave up after {self.policy.max_attempts} attempts, not sent")
 
     def send_batch(self, messages: list[Message]) -> list[Outcome]:
         def run(message: Message) -> Outcome:
@@ -151,7 +146,7 @@ class TwilioSmsChannel(Channel):
                 log.exception("Twilio send failed unexpectedly")
                 return Outcome(message.send_id, "unknown", f"unexpected error {type(exc).__name__}; not resent")
 
-        if self.concurrency <= 1 or len(messages) <= 1:
+        if self.policy.concurrency <= 1 or len(messages) <= 1:
             return [run(m) for m in messages]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(messages))) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.policy.concurrency, len(messages))) as pool:
             return list(pool.map(run, messages))
