@@ -120,18 +120,10 @@ def _copy_new_events(con: duckdb.DuckDBPyConnection, events: "store.sqlite3.Conn
             "received_at": [_local_iso(tz, v) for v in df["received_at"]],
             "_loaded_at": loaded_at,
         })
-        con.register("new_sendgrid_events", frame)
-        before = con.execute("select count(*) from raw.message_events").fetchone()[0]
-        con.execute("""
-            insert into raw.message_events
-            select store_id, sg_event_id, event, send_id, scenario_id, step_id, email_sha256,
-                   cast(event_at as timestamp), bounce_type, reason, raw_json, cast(received_at as timestamp),
-                   cast(_loaded_at as timestamp)
-            from new_sendgrid_events n
-            where not exists (select 1 from raw.message_events m where m.sg_event_id = n.sg_event_id)
-        """)
-        email_new = con.execute("select count(*) from raw.message_events").fetchone()[0] - before
-        con.unregister("new_sendgrid_events")
+        email_new = _append_new(con, "message_events", "sg_event_id", frame, """
+            store_id, sg_event_id, event, send_id, scenario_id, step_id, email_sha256,
+            cast(event_at as timestamp), bounce_type, reason, raw_json, cast(received_at as timestamp),
+            cast(_loaded_at as timestamp)""")
 
     wm = _watermark(con, events, "line_follow_events", "line_events")
     names, rows = store.read_since(events, "line_events", wm)
@@ -146,18 +138,23 @@ def _copy_new_events(con: duckdb.DuckDBPyConnection, events: "store.sqlite3.Conn
             "received_at": [_local_iso(tz, v) for v in df["received_at"]],
             "_loaded_at": loaded_at,
         })
-        con.register("new_line_events", frame)
-        before = con.execute("select count(*) from raw.line_follow_events").fetchone()[0]
-        con.execute("""
-            insert into raw.line_follow_events
-            select store_id, webhook_event_id, event_type, line_user_id, cast(event_at as timestamp),
-                   is_redelivery, raw_json, cast(received_at as timestamp), cast(_loaded_at as timestamp)
-            from new_line_events n
-            where not exists (select 1 from raw.line_follow_events m where m.webhook_event_id = n.webhook_event_id)
-        """)
-        line_new = con.execute("select count(*) from raw.line_follow_events").fetchone()[0] - before
-        con.unregister("new_line_events")
+        line_new = _append_new(con, "line_follow_events", "webhook_event_id", frame, """
+            store_id, webhook_event_id, event_type, line_user_id, cast(event_at as timestamp),
+            is_redelivery, raw_json, cast(received_at as timestamp), cast(_loaded_at as timestamp)""")
     return email_new, line_new
+
+
+def _append_new(con: duckdb.DuckDBPyConnection, table: str, key: str, frame: pd.DataFrame, columns: str) -> int:
+    """Insert `columns` of the frame's rows whose `key` raw.<table> does not hold yet; how many were new."""
+    count = f"select count(*) from raw.{table}"
+    con.register("new_events", frame)
+    try:
+        before = con.execute(count).fetchone()[0]
+        con.execute(f"insert into raw.{table} select {columns} from new_events n "
+                    f"where not exists (select 1 from raw.{table} m where m.{key} = n.{key})")
+        return con.execute(count).fetchone()[0] - before
+    finally:
+        con.unregister("new_events")
 
 
 def _line_customers_sql(con: duckdb.DuckDBPyConnection) -> str | None:
