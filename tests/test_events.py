@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import hmac
 import json
 import socket
@@ -16,6 +17,7 @@ import sqlite3
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -162,6 +164,23 @@ def test_forged_unsigned_and_stale_sendgrid_requests_are_refused(server, keys) -
     stale = int(time.time()) - settings.webhook_max_age_seconds - 60
     assert post(f"{base}/webhooks/sendgrid", body, sendgrid_headers(keys[0], body, stale))[0] == 403
     assert not [r for r in stored(settings, "sendgrid_events") if r["sg_event_id"] == "ev-forged"]
+
+
+def test_an_oversized_request_is_refused_without_reading_it(server) -> None:
+    """A declared body over 5 MiB gets 413 before the service reads it (the client sends headers only)."""
+    _, base = server
+    host, port = urllib.parse.urlsplit(base).netloc.split(":")
+    for path in ("/webhooks/sendgrid", "/webhooks/line"):
+        connection = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            connection.putrequest("POST", path)
+            connection.putheader("Content-Type", "application/json")
+            connection.putheader("Content-Length", str(5 * 1024 * 1024 + 1))
+            connection.endheaders()
+            response = connection.getresponse()
+            assert (response.status, json.loads(response.read())) == (413, {"error": "too large"})
+        finally:
+            connection.close()
 
 
 def test_line_signed_follow_unfollow_stored_forged_refused(server) -> None:

@@ -81,9 +81,13 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
     def refuse(status: int, why: str) -> JSONResponse:
         return JSONResponse({"error": why}, status_code=status)
 
-    def too_large(request: Request) -> bool:
+    async def bounded_body(request: Request) -> bytes | None:
+        """The raw body, or None when it is over MAX_BODY_BYTES (by its declared length, then as read)."""
         length = request.headers.get("content-length", "")
-        return length.isdigit() and int(length) > MAX_BODY_BYTES
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return None
+        body = await request.body()
+        return None if len(body) > MAX_BODY_BYTES else body
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -98,10 +102,8 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
     async def sendgrid_events(request: Request) -> JSONResponse:
         if sg_verifier is None:
             return refuse(503, "SendGrid webhook verification key not configured")
-        if too_large(request):
-            return refuse(413, "too large")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        body = await bounded_body(request)
+        if body is None:
             return refuse(413, "too large")
         signature = request.headers.get(SENDGRID_SIGNATURE)
         timestamp = request.headers.get(SENDGRID_TIMESTAMP)
@@ -138,10 +140,8 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
     async def line_events(request: Request) -> JSONResponse:
         if line_parser is None:
             return refuse(503, "LINE channel secret not configured")
-        if too_large(request):
-            return refuse(413, "too large")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        body = await bounded_body(request)
+        if body is None:
             return refuse(413, "too large")
         signature = request.headers.get(LINE_SIGNATURE)
         try:
