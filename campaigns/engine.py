@@ -14,9 +14,12 @@ the provider cannot deduplicate).
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 import duckdb
@@ -24,9 +27,12 @@ import duckdb
 from campaigns import ledger
 from campaigns.render import Rendered, Renderer
 from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, Scenario, Step
-from connectors.channels.base import Channel, Message
+from connectors.channels.base import ALWAYS, Channel, DeliveryJournal, Message, Outcome
+from connectors.channels.safe_text import clean_body, one_line
 from kizuna.config import Settings
-from kizuna.errors import KizunaError
+from kizuna.errors import KizunaError, ScenarioError
+
+log = logging.getLogger("kizuna.campaigns")
 
 #: Per channel: the consent flag and the contact test in marts.dim_customers (`c`).
 #: A package insert travels in a parcel the customer ordered: no consent or address needed.
@@ -48,6 +54,12 @@ class CampaignResult:
     planned: Counter = field(default_factory=Counter)  # (scenario, step, channel) -> newly planned
     recorded: Counter = field(default_factory=Counter)  # (scenario, step, channel, status) -> rows recorded at planning
     delivered: Counter = field(default_factory=Counter)  # (scenario, step, channel, status) -> count
+    retried: int = 0  # failed messages planned again tonight
+    #: channel -> why nothing (more) was sent through it tonight; its messages wait for the next run
+    channel_problems: dict[str, str] = field(default_factory=dict)
+    #: (channel, status) -> messages in the whole ledger that need attention after this run
+    #: (`unknown`; `failed` with no retry left), whichever night they come from
+    attention: Counter = field(default_factory=Counter)
 
     def total(self, status: str) -> int:
         return sum(n for (_, _, _, s), n in self.delivered.items() if s == status)
@@ -239,9 +251,10 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Sce
     sql, params = plan_query(con, settings, scenarios, run_date, last_run)
     rows = con.execute(
         f"""
-        insert into ledger.sends
+        insert into ledger.sends (send_id, scenario_id, step_id, customer_id, anchor_date, channel, due_date,
+                                  run_date, status, detail, planned_at, updated_at)
         select send_id, scenario_id, step_id, customer_id, anchor_date, channel, due_date, run_date, status, detail,
-               null, now()::timestamp, now()::timestamp
+               now()::timestamp, now()::timestamp
         from ({sql})
         returning scenario_id, step_id, channel, status
         """,
@@ -251,6 +264,9 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Sce
         result.recorded[(scenario_id, step_id, channel, status)] += 1
         if status == "planned":
             result.planned[(scenario_id, step_id, channel)] += 1
+    # Refused by a provider on an earlier run: tried again, within the limit and the catch-up window.
+    result.retried = ledger.plan_retries(con, settings.send_max_failures,
+                                         run_date - timedelta(days=settings.catch_up_days))
     # Planned by an earlier run that died, and now too old to send: missed, like any step past the window.
     con.execute(
         "update ledger.sends set status = 'skipped', detail = 'missed', updated_at = now()::timestamp "
@@ -287,20 +303,34 @@ _CUSTOMER_FIELDS = ("last_name", "first_name", "email", "line_user_id", "phone",
                     "postal_code", "prefecture", "city", "address_line")
 
 
-def _deliverable(con: duckdb.DuckDBPyConnection, channel: str) -> list[dict]:
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _deliverable(con: duckdb.DuckDBPyConnection, channel: str, with_unknown: bool) -> list[dict]:
+    """The channel's rows still to deliver: planned, left `sending` by a run that died, and (where the
+    channel could hand them over again) `unknown`. Customer fields come cleaned for people (`one_line`)."""
+    statuses = "('planned', 'sending', 'unknown')" if with_unknown else "('planned', 'sending')"
     rows = con.execute(
         f"""
-        select s.send_id, s.scenario_id, s.step_id, s.customer_id, s.run_date, s.status,
+        select s.send_id, s.scenario_id, s.step_id, s.customer_id, s.run_date, s.status, s.handed_over_at,
                {', '.join('c.' + f for f in _CUSTOMER_FIELDS)}
         from ledger.sends s
         join marts.dim_customers c using (customer_id)
-        where s.channel = ? and s.status in ('planned', 'sending')
+        where s.channel = ? and s.status in {statuses}
         order by s.send_id
         """,
         [channel],
     ).fetchall()
     names = [d[0] for d in con.description]
-    return [dict(zip(names, row)) for row in rows]
+    out = []
+    for row in rows:
+        record = dict(zip(names, row))
+        for f in _CUSTOMER_FIELDS:  # a NUL, a line break, a zero-width space never reach a message
+            if record[f] is not None:
+                record[f] = one_line(record[f])
+        out.append(record)
+    return out
 
 
 def _address(channel: str, row: dict) -> str:
@@ -316,8 +346,9 @@ def _address(channel: str, row: dict) -> str:
 def _message(channel_name: str, row: dict, scenario: Scenario, step: Step, rendered: Rendered) -> Message:
     return Message(
         send_id=row["send_id"], channel=channel_name, customer_id=row["customer_id"],
-        address=_address(channel_name, row), recipient_name=f"{row['last_name']} {row['first_name']}",
-        subject=rendered.subject, body_text=rendered.text, body_html=rendered.html,
+        address=_address(channel_name, row), recipient_name=one_line(f"{row['last_name']} {row['first_name']}"),
+        subject=one_line(rendered.subject), body_text=clean_body(rendered.text),
+        body_html=clean_body(rendered.html) if rendered.html else rendered.html,
         scenario_id=scenario.id, step_id=step.id,
         extra={"unsubscribe_url": rendered.unsubscribe_url,
                "send_at": datetime.combine(row["run_date"], step.send_time).isoformat(),
@@ -327,48 +358,157 @@ def _message(channel_name: str, row: dict, scenario: Scenario, step: Step, rende
     )
 
 
+class LedgerJournal(DeliveryJournal):
+    """The engine's journal: a channel's hand-overs and outcomes go to the ledger as they happen.
+
+    Channels call it from their worker threads; one lock serialises the ledger writes."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, now: Callable[[], datetime]) -> None:
+        self.con = con
+        self.now = now
+        self.lock = threading.Lock()
+        self.handed: set[str] = set()
+        self.outcomes: dict[str, Outcome] = {}
+
+    def handing_over(self, send_ids: Sequence[str]) -> None:
+        if not send_ids:
+            return
+        with self.lock:
+            ledger.hand_over(self.con, send_ids, self.now())
+            self.handed.update(send_ids)
+
+    def settled(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        with self.lock:
+            ledger.record_outcomes(self.con, [(o.send_id, o.status, o.detail, o.provider_message_id) for o in outcomes])
+            self.outcomes.update((o.send_id, o) for o in outcomes)
+
+
+def _fault_outcomes(messages: list[Message], journal: LedgerJournal, channel: Channel, why: str) -> list[Outcome]:
+    """When a channel fails as a whole mid-batch: what is known stays known; a message it may have
+    handed over is `unknown` where a second copy is possible, the rest `failed` (tried again later)."""
+    out = []
+    for m in messages:
+        if m.send_id in journal.outcomes:
+            out.append(journal.outcomes[m.send_id])
+        elif m.send_id in journal.handed and not channel.idempotent:
+            out.append(Outcome(m.send_id, "unknown", f"{why}; the provider may have it: not resent"))
+        else:
+            out.append(Outcome(m.send_id, "failed", why))
+    return out
+
+
+def _open_channels(names: list[str], channel_for: ChannelFactory, result: CampaignResult) -> dict[str, Channel]:
+    """Every channel with work tonight, built and asked whether it can deliver before anything is sent:
+    a missing secret or an unwritable folder is found up front, and only its own channel waits."""
+    channels = {}
+    for name in names:
+        try:
+            channel = channel_for(name)
+            channel.preflight()
+        except Exception as exc:  # noqa: BLE001 - whatever stops a channel, the others go on; said in the result
+            result.channel_problems[name] = _reason(exc)
+            log.error("channel %s not used tonight: %s", name, result.channel_problems[name])
+            continue
+        channels[name] = channel
+    return channels
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, KizunaError) else f"{type(exc).__name__}: {exc}"
+
+
 def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario],
-                  run_date: date, channel_for: ChannelFactory) -> CampaignResult:
-    """Plan and deliver every scenario step due on `run_date`; return what was planned and delivered."""
+                  run_date: date, channel_for: ChannelFactory,
+                  now: Callable[[], datetime] = _utcnow) -> CampaignResult:
+    """Plan and deliver every scenario step due on `run_date`; return what was planned and delivered.
+
+    Each channel, each batch and each message fails alone, with its reason in the ledger and the
+    result: a channel that cannot deliver leaves its messages planned for the next run and the
+    others go on. `now` (UTC) is the clock of hand-overs, injectable for tests."""
     ledger.attach(con, settings.ledger)
     result = CampaignResult(run_date)
     steps = {(s.id, st.id): (s, st) for s in scenarios for st in s.steps}
     plan(con, settings, scenarios, run_date, result)
 
+    wanted = sorted({st.channel for _, st in steps.values()})
+    with_work = [r[0] for r in con.execute(
+        "select distinct channel from ledger.sends where status in ('planned', 'sending', 'unknown') "
+        "and list_contains(?::varchar[], channel) order by 1", [wanted]).fetchall()]
+    channels = _open_channels(with_work, channel_for, result)
     renderer = Renderer(settings)
-    for channel_name in sorted({st.channel for _, st in steps.values()}):
-        pending = [r for r in _deliverable(con, channel_name) if (r["scenario_id"], r["step_id"]) in steps]
-        if not pending:
-            continue
-        channel = channel_for(channel_name)
-        # A message left `sending` by a crashed run may have reached a provider that has no
-        # idempotency key: flag it for a person rather than risk a second copy.
-        if not getattr(channel, "idempotent", False):
-            stale = [r["send_id"] for r in pending if r["status"] == "sending"]
-            if stale:
-                ledger.mark(con, stale, "unknown", "process stopped during delivery; check the provider before resending")
-                for r in pending:
-                    if r["status"] == "sending":
-                        result.delivered[(r["scenario_id"], r["step_id"], channel_name, "unknown")] += 1
-            pending = [r for r in pending if r["status"] == "planned"]
-        for start in range(0, len(pending), channel.max_batch_size):
-            batch = pending[start:start + channel.max_batch_size]
-            messages = []
-            for row in batch:
-                scenario, step = steps[(row["scenario_id"], row["step_id"])]
+    for channel_name, channel in channels.items():
+        try:
+            _deliver_channel(con, channel_name, channel, steps, renderer, result, now)
+        except Exception as exc:  # noqa: BLE001 - a fault outside any batch (the ledger query...): this channel only
+            log.exception("channel %s stopped", channel_name)
+            result.channel_problems[channel_name] = _reason(exc)
+    result.attention = ledger.needing_attention(con, settings.send_max_failures)
+    return result
+
+
+def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel: Channel,
+                     steps: dict[tuple[str, str], tuple[Scenario, Step]], renderer: Renderer,
+                     result: CampaignResult, now: Callable[[], datetime]) -> None:
+    window = channel.resend_safe_for
+    rows = [r for r in _deliverable(con, channel_name, with_unknown=window is not None)
+            if (r["scenario_id"], r["step_id"]) in steps]
+
+    def resendable(row: dict) -> bool:
+        if window is None:
+            return False
+        if window == ALWAYS:
+            return True
+        return row["handed_over_at"] is not None and row["handed_over_at"] >= now() - window
+
+    # Left `sending` by a run that died: hand over again where no second copy can come of it,
+    # else `unknown` until the provider's own record (or a person) says what happened.
+    stale = [r for r in rows if r["status"] == "sending" and not resendable(r)]
+    if stale:
+        why = ("process stopped during delivery; the provider may have it: not resent. SendGrid's events "
+               "reconcile it; else see `kizuna sends unknown`" if window is None else
+               "process stopped during delivery and the provider's idempotency key has expired: not resent "
+               "(a resend could arrive twice); see `kizuna sends unknown`")
+        ledger.mark(con, [r["send_id"] for r in stale], "unknown", why)
+        for r in stale:
+            result.delivered[(r["scenario_id"], r["step_id"], channel_name, "unknown")] += 1
+    pending = [r for r in rows if r["status"] == "planned" or (r["status"] != "planned" and resendable(r))]
+
+    for start in range(0, len(pending), channel.max_batch_size):
+        batch = pending[start:start + channel.max_batch_size]
+        messages, refused = [], []
+        for row in batch:
+            scenario, step = steps[(row["scenario_id"], row["step_id"])]
+            try:
                 rendered = renderer.render(step, row, row["send_id"], row["run_date"])
-                messages.append(_message(channel_name, row, scenario, step, rendered))
-            ledger.mark(con, [m.send_id for m in messages], "sending")
-            outcomes = channel.send_batch(messages)
+            except ScenarioError as exc:  # the template or the sender settings: every message would fail
+                result.channel_problems[channel_name] = str(exc)
+                log.error("channel %s stopped: %s", channel_name, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - this customer's data: this message fails, with the reason
+                refused.append(Outcome(row["send_id"], "failed", f"could not render {step.template}: {_reason(exc)}"))
+                continue
+            messages.append(_message(channel_name, row, scenario, step, rendered))
+        journal = LedgerJournal(con, now)
+        try:
+            outcomes = channel.send_batch(messages, journal) if messages else []
             if [o.send_id for o in outcomes] != [m.send_id for m in messages]:
-                # A channel that drops or reorders outcomes breaks the contract: leave the batch
-                # `sending` (resolved by the next run's rules) and stop loudly.
                 raise KizunaError(f"channel {channel_name} returned {len(outcomes)} outcomes for "
                                   f"{len(messages)} messages (or out of order)")
-            ledger.record_outcomes(con, [(o.send_id, o.status, o.detail, o.provider_message_id) for o in outcomes])
-            for m, o in zip(messages, outcomes):
-                result.delivered[(m.scenario_id, m.step_id, channel_name, o.status)] += 1
-    return result
+        except Exception as exc:  # noqa: BLE001 - the channel failed as a whole: this channel stops tonight
+            log.exception("channel %s failed", channel_name)
+            result.channel_problems[channel_name] = _reason(exc)
+            outcomes = _fault_outcomes(messages, journal, channel, f"channel failed: {_reason(exc)}")
+            pending = []  # the rest stays planned for the next run
+        late = [o for o in [*refused, *outcomes] if journal.outcomes.get(o.send_id) != o]
+        ledger.record_outcomes(con, [(o.send_id, o.status, o.detail, o.provider_message_id) for o in late])
+        by_id = {r["send_id"]: r for r in batch}
+        for o in [*refused, *outcomes]:
+            r = by_id[o.send_id]
+            result.delivered[(r["scenario_id"], r["step_id"], channel_name, o.status)] += 1
+        if not pending:
+            break
 
 
 @dataclass

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kizuna import stages
 from kizuna.config import get_settings
+from kizuna.runlock import record_prefect_server, run_lock
 
 # Nothing here is cached or retried: every stage is idempotent by design (merge on keys,
 # checksummed loads, the send ledger), and a blind retry of a send is never safe.
@@ -29,16 +30,21 @@ write_report = task(stages.write_report, name="report", cache_policy=NO_CACHE)
 
 @flow(name="kizuna-nightly")
 def nightly(night: date | None = None) -> stages.NightlyOutcome:
-    """Process the export of `night` (default: the newest one) and every earlier one not yet loaded."""
+    """Process the export of `night` (default: the newest one) and every earlier one not yet loaded.
+
+    One run at a time (`kizuna.runlock`): a second run stops at once, naming the first."""
     settings = get_settings()
-    outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night))
-    outcome.loads = ingest(settings, outcome.night)
-    outcome.events = load_events(settings)
-    outcome.raw_gate = gate_raw(settings, outcome.night)
-    outcome.build = build_marts(settings, outcome.run_date)
-    outcome.mart_gate = gate_marts(settings)
-    outcome.campaigns = send_campaigns(settings, outcome.run_date)
-    outcome.report_path = write_report(settings, outcome)
+    with run_lock(settings.data_dir):
+        record_prefect_server(settings.data_dir)
+        outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night))
+        outcome.loads = ingest(settings, outcome.night)
+        outcome.events = load_events(settings)
+        outcome.raw_gate = gate_raw(settings, outcome.night)
+        outcome.build = build_marts(settings, outcome.run_date)
+        outcome.mart_gate = gate_marts(settings)
+        outcome.campaigns = send_campaigns(settings, outcome.run_date)
+        outcome.report_path = write_report(settings, outcome)
+        stages.finish(outcome)
     return outcome
 
 

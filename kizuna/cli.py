@@ -24,6 +24,9 @@ campaigns_app = typer.Typer(help="Scenario files: validate and preview.", no_arg
 docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(docs_app, name="docs")
+sends_app = typer.Typer(help="Messages that need a person: unknown and failed sends in the ledger.",
+                         no_args_is_help=True)
+app.add_typer(sends_app, name="sends")
 webhook_app = typer.Typer(help="Provider webhooks (SendGrid events, LINE follow/unfollow).", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
 console = Console()
@@ -40,17 +43,27 @@ def _log_to_console() -> None:
     logging.getLogger("kizuna").setLevel(logging.INFO)
 
 
-def _run_flow(night: date | None):
-    """Run the nightly flow in this process (Prefect's temporary local server when none is configured)."""
+def _run_flow(settings: Settings, night: date | None, started: float):
+    """Run the nightly flow in this process (Prefect's temporary local server when none is configured).
+
+    The run lock is taken first, so a second run stops at once, before Prefect starts."""
     import os
 
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # our own summary says what happened
-    from flows.nightly import nightly
+    from kizuna.runlock import run_lock
+    from kizuna.stages import DeliveryIncomplete
 
-    state = nightly(night=night, return_state=True)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # our own summary says what happened
+    with run_lock(settings.data_dir):
+        from flows.nightly import nightly
+
+        state = nightly(night=night, return_state=True)
     if state.is_failed():
         try:
             state.result()
+        except DeliveryIncomplete as exc:  # the night was done, but a channel waits: show it all, then fail
+            if exc.outcome is not None:
+                _print_summary(exc.outcome, settings, time.perf_counter() - started)
+            _fail(exc)
         except KizunaError as exc:
             _fail(exc)
         except Exception as exc:  # an unexpected failure: say which stage, keep the detail
@@ -83,6 +96,13 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
         console.print(table)
     else:
         console.print("Messages   none due (or all already sent)")
+    for channel, why in sorted(outcome.campaigns.channel_problems.items()):
+        console.print(f"[bold red]Not sent[/]   {channel}: {why}", markup=True, highlight=False)
+    for (channel, state), n in sorted(outcome.campaigns.attention.items()):
+        hint = ("retried on the next run" if state == "failed, will retry" else
+                "see `kizuna sends unknown`" if state == "unknown" else "see `kizuna sends failed`")
+        console.print(f"[bold yellow]Attention[/]  {n:,} {channel} message(s) {state} ({hint})", markup=True,
+                      highlight=False)
     console.print(f"Warehouse  {settings.warehouse}")
     console.print(f"Outbox     {settings.outbox_dir}")
     console.print(f"Report     {outcome.report_path}")
@@ -100,7 +120,7 @@ def demo(
     try:
         if not (settings.exports_dir / "shop.json").exists():
             _generate_demo(settings, customers or settings.demo_customers)
-        outcome = _run_flow(None)
+        outcome = _run_flow(settings, None, started)
     except KizunaError as exc:
         _fail(exc)
     _print_summary(outcome, settings, time.perf_counter() - started)
@@ -127,7 +147,7 @@ def run(night: Optional[datetime] = typer.Option(None, formats=["%Y-%m-%d"], hel
     settings = get_settings()
     started = time.perf_counter()
     try:
-        outcome = _run_flow(night.date() if night else None)
+        outcome = _run_flow(settings, night.date() if night else None, started)
     except KizunaError as exc:
         _fail(exc)
     _print_summary(outcome, settings, time.perf_counter() - started)
@@ -204,6 +224,71 @@ def campaigns_preview(
         console.print(f"[bold]{rendered.subject}[/]", markup=True)
         console.print(rendered.text, markup=False, highlight=False)
     console.print("[dim]Preview only: nothing was sent and the ledger was not written.[/]")
+
+
+def _print_sends(status: str, limit: int) -> None:
+    from campaigns import ledger
+
+    settings = get_settings()
+    try:
+        con = ledger.open_file(settings.ledger, read_only=True)
+    except KizunaError as exc:
+        _fail(exc)
+    rows = ledger.rows_in(con, status, limit)
+    total = con.execute("select count(*) from ledger.sends where status = ?", [status]).fetchone()[0]
+    con.close()
+    if not rows:
+        console.print(f"No {status} messages.")
+        return
+    table = Table("send id", "channel", "scenario / step", "customer", "run", "handed over (UTC)", "tries", "detail",
+                  title=f"{total:,} {status} message(s)" + (f", the first {len(rows):,}" if total > len(rows) else ""),
+                  title_justify="left")
+    for r in rows:
+        table.add_row(r["send_id"], r["channel"], f"{r['scenario_id']} / {r['step_id']}", r["customer_id"],
+                      str(r["run_date"]), str(r["handed_over_at"] or ""), str(r["attempts"] or 0), r["detail"] or "")
+    console.print(table)
+
+
+@sends_app.command("unknown")
+def sends_unknown(limit: int = typer.Option(200, help="Rows to show.")) -> None:
+    """List the messages whose fate is unknown (the provider may or may not have them).
+
+    E-mails are reconciled from SendGrid's events each night; what is left here needs a person:
+    check the provider's log (SendGrid activity feed, LINE console, Twilio log) for the send id, then
+    `kizuna sends resolve SEND_ID --delivered` or `--not-delivered`. Nothing here is ever resent blindly."""
+    _print_sends("unknown", limit)
+
+
+@sends_app.command("failed")
+def sends_failed(limit: int = typer.Option(200, help="Rows to show.")) -> None:
+    """List the messages a provider refused, with the reason (retried on later runs up to
+    KIZUNA_SEND_MAX_FAILURES times, unless a person or the provider barred a retry)."""
+    _print_sends("failed", limit)
+
+
+@sends_app.command("resolve")
+def sends_resolve(
+    send_ids: list[str] = typer.Argument(..., help="Send ids (from `kizuna sends unknown`)."),
+    delivered: bool = typer.Option(..., "--delivered/--not-delivered",
+                                   help="What the provider's log says: it was delivered, or it was not."),
+    by: str = typer.Option(..., help="Who decides (recorded in the ledger)."),
+) -> None:
+    """Record a person's verdict on unknown messages: delivered, or not delivered (then never resent)."""
+    from campaigns import ledger
+
+    settings = get_settings()
+    try:
+        con = ledger.open_file(settings.ledger)
+    except KizunaError as exc:
+        _fail(exc)
+    decided = ledger.resolve_by_hand(con, send_ids, delivered, by)
+    con.close()
+    for send_id in decided:
+        console.print(f"[green]recorded[/] {send_id}: {'delivered' if delivered else 'not delivered'}")
+    for send_id in sorted(set(send_ids) - set(decided)):
+        console.print(f"[yellow]skipped[/] {send_id}: not an unknown message in the ledger")
+    if len(decided) < len(set(send_ids)):
+        raise typer.Exit(1)
 
 
 @docs_app.command("export-format")

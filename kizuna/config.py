@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         None, description="Copies of every export file loaded, kept as received (default: <data_dir>/archive)."
     )
     warehouse: Path | None = Field(None, description="The DuckDB warehouse file (default: <data_dir>/warehouse.duckdb).")
+    warehouse_wait_seconds: float = Field(
+        300, ge=0, description="When another process (a notebook, a BI client) holds the warehouse open, a stage "
+        "waits this long for it before it stops.")
     duckdb_memory_limit: str = Field("1500MB", description="DuckDB's memory cap for loading and for dbt (DuckDB's "
                                      "own default is 80% of RAM); beyond it DuckDB spills to disk.")
     ledger: Path | None = Field(
@@ -102,6 +105,17 @@ class Settings(BaseSettings):
     channel_max_wait_seconds: float = Field(60.0, ge=0, description="Longest wait a provider's 429 may impose.")
     channel_concurrency: int = Field(4, ge=1, description="Provider requests in flight at once, per channel.")
     channel_requests_per_second: float = Field(0.0, ge=0, description="Throttle per channel; 0 = no throttle.")
+    channel_max_in_flight: int = Field(
+        1000, ge=1, description="Recipients handed to a provider at once, over all requests in flight: the most "
+        "a process killed mid-send can leave undecided (`sending`, then `unknown`).")
+    send_max_failures: int = Field(
+        3, ge=1, description="A message a provider refused (`failed`) is tried again on later runs until it has "
+        "failed this many times; the reason of each failure is kept.")
+    reconcile_wait_hours: float = Field(
+        6.0, ge=0, description="An e-mail left `unknown` (the process died or SendGrid did not answer) for which "
+        "no SendGrid event has arrived this many hours after its hand-over, while events for the same night's "
+        "other e-mails did arrive, was never accepted: it is sent once more. (SendGrid reports `processed` "
+        "within seconds of accepting a message.)")
 
     # Feedback: provider webhooks (kizuna/events). Secrets (the SendGrid verification key, the LINE
     # channel secret) are not settings: kizuna.secrets resolves SENDGRID_WEBHOOK_PUBLIC_KEY and

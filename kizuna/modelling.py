@@ -28,6 +28,7 @@ from typing import Any
 
 from kizuna.config import Settings
 from kizuna.errors import KizunaError
+from kizuna.warehouse import wait_until_free
 
 #: Node statuses that mean the build did not do what was asked.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
@@ -125,6 +126,8 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
         args += ["--select", *select]
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
+    # dbt-duckdb opens the file itself and fails at once on a lock: wait for a reader to let go first.
+    wait_until_free(settings.warehouse, settings.warehouse_wait_seconds)  # type: ignore[arg-type]
     started = time.perf_counter()
     # run_date and the conversion window reach dbt_project.yml's vars through the environment
     # (see there: a changing --vars costs a full re-parse every night).

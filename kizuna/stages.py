@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 from campaigns.engine import CampaignResult, run_campaigns, send_date_for
 from campaigns.schema import load_scenarios
-from connectors.channels.outbox import OutboxChannel
+from connectors.channels import registry
 from connectors.sources.csv_export import CsvExportSource
 from connectors.sources.loader import NightLoadResult, load_pending
 from kizuna import modelling, quality, report
 from kizuna.config import Settings
 from kizuna.errors import KizunaError
-from kizuna.warehouse import connect
+from kizuna.warehouse import connect as _connect
 
 if TYPE_CHECKING:
     from kizuna.events.load import EventsLoadResult
@@ -47,6 +47,19 @@ class NightlyOutcome:
         return send_date_for(self.night)
 
 
+class DeliveryIncomplete(KizunaError):
+    """The night ran to the end, but a channel could not deliver: its messages wait for the next run."""
+
+    def __init__(self, message: str, outcome: "NightlyOutcome | None" = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def connect(settings: Settings, read_only: bool = False):
+    """The warehouse, waiting (up to `warehouse_wait_seconds`) for a reader that holds it to let go."""
+    return _connect(settings.warehouse, read_only=read_only, wait_seconds=settings.warehouse_wait_seconds)
+
+
 def source_for(settings: Settings) -> CsvExportSource:
     return CsvExportSource(settings.exports_dir, encoding=settings.source_encoding)
 
@@ -67,7 +80,7 @@ def resolve_night(settings: Settings, night: date | None) -> date:
 
 
 def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
-    with connect(settings.warehouse) as con:
+    with connect(settings) as con:
         # Beyond the cap the loader's temporary tables spill to disk. At 1M customers the first
         # load peaked at 4.2 GiB without it and 1.7 GiB with 1500MB, no slower (`python -m bench`).
         con.execute("set memory_limit = ?", [settings.duckdb_memory_limit])
@@ -88,7 +101,7 @@ def load_events(settings: Settings) -> "EventsLoadResult":
 def gate_raw(settings: Settings, night: date) -> quality.GateResult:
     """The raw-data gate on the night's batch; an error stops the run before dbt (warnings go on)."""
     config = quality.load_config(settings.quality_config)
-    with connect(settings.warehouse) as con:
+    with connect(settings) as con:
         result = quality.check_raw_night(con, night, config=config, archive_dir=settings.archive_dir)
     page = quality.write_quality_page(settings.reports_dir, night, result, config.sources)
     log.log(logging.WARNING if result.errors or result.warnings else logging.INFO, "%s", result.summary())
@@ -107,7 +120,7 @@ def build_marts(settings: Settings, run_date: date) -> modelling.BuildResult:
 def gate_marts(settings: Settings) -> quality.GateResult:
     """The mart gate; an error stops the run before any send (warnings go on)."""
     config = quality.load_config(settings.quality_config)
-    with connect(settings.warehouse) as con:
+    with connect(settings) as con:
         # The night whose marts these are: the newest loaded (its page gets this gate too).
         night = con.execute("select max(night) from raw._load_log").fetchone()[0] if con.execute(
             "select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = '_load_log'"
@@ -122,25 +135,31 @@ def gate_marts(settings: Settings) -> quality.GateResult:
 
 
 def send_campaigns(settings: Settings, run_date: date) -> CampaignResult:
+    """Plan and deliver tonight's messages. A channel that cannot deliver (a missing secret, a folder
+    that cannot be written) is reported and waits; the other channels send."""
     scenarios = load_scenarios()
-    try:  # the channel registry (live providers per settings); until it exists, the local outbox
-        from connectors.channels.registry import channel_for as registry_channel_for
-    except ImportError:
-        registry_channel_for = None
-
-    def channel_for(name: str):
-        if registry_channel_for is not None:
-            return registry_channel_for(settings, name)
-        return OutboxChannel(settings.outbox_dir, name, settings.sender_name, settings.sender_email)
-
-    with connect(settings.warehouse) as con:
-        result = run_campaigns(con, settings, scenarios, run_date, channel_for)
+    with connect(settings) as con:
+        result = run_campaigns(con, settings, scenarios, run_date, registry.factory(settings))
     log.info("campaigns: %d planned, %d sent", sum(result.planned.values()), result.total("sent"))
+    for channel, why in sorted(result.channel_problems.items()):
+        log.error("campaigns: nothing more was sent by %s tonight: %s", channel, why)
+    for (channel, state), n in sorted(result.attention.items()):
+        log.warning("campaigns: %d %s message(s) %s (see `kizuna sends unknown`)", n, channel, state)
     return result
 
 
+def finish(outcome: NightlyOutcome) -> None:
+    """End the run as failed when a channel could not deliver, after the report is written (so a
+    deployment's run shows red and the operator is told, while everything else was done)."""
+    problems = outcome.campaigns.channel_problems if outcome.campaigns else {}
+    if problems:
+        raise DeliveryIncomplete(
+            "The night ran to the end, but these channels could not deliver; their messages wait for the next "
+            "run:\n" + "\n".join(f"  {channel}: {why}" for channel, why in sorted(problems.items())), outcome)
+
+
 def write_report(settings: Settings, outcome: NightlyOutcome) -> Path:
-    with connect(settings.warehouse) as con:
+    with connect(settings) as con:
         path = report.write_nightly_report(con, settings, outcome)
     log.info("report: %s", path)
     return path

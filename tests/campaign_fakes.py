@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import duckdb
 
-from connectors.channels.base import Channel, Message, Outcome
+from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome
 from connectors.channels.outbox import OutboxChannel
 
 DIM_COLUMNS = {
@@ -122,7 +122,7 @@ class RecordingChannel(_Crashing, Channel):
     """A provider without idempotency key (SendGrid, Twilio): every call it receives is a delivery."""
 
     max_batch_size: ClassVar[int] = 3
-    idempotent: ClassVar[bool] = False
+    resend_safe_for = None
 
     def __init__(self, name: str, records: Path) -> None:
         self.name = name  # type: ignore[misc]
@@ -136,22 +136,25 @@ class RecordingChannel(_Crashing, Channel):
             f.flush()
             os.fsync(f.fileno())
 
-    def send_batch(self, messages: list[Message]) -> list[Outcome]:
+    def send_batch(self, messages: list[Message], journal: DeliveryJournal = NO_JOURNAL) -> list[Outcome]:
+        journal.handing_over([m.send_id for m in messages])  # the batch is one provider request
         self._on_call()
         outcomes = []
         for m in messages:
             self._record(m, True)
             outcomes.append(Outcome(m.send_id, "sent", "", f"pm-{m.send_id}"))
             self._on_delivered()
+        journal.settled(outcomes)
         return outcomes
 
 
 class IdempotentRecordingChannel(RecordingChannel):
     """A provider with a retry key (LINE's X-Line-Retry-Key): a repeat of an accepted message is not delivered."""
 
-    idempotent: ClassVar[bool] = True
+    resend_safe_for = timedelta(hours=23)  # like LINE's retry key
 
-    def send_batch(self, messages: list[Message]) -> list[Outcome]:
+    def send_batch(self, messages: list[Message], journal: DeliveryJournal = NO_JOURNAL) -> list[Outcome]:
+        journal.handing_over([m.send_id for m in messages])
         self._on_call()
         seen = {r["send_id"] for r in read_records(self.records) if r["accepted"]}
         outcomes = []
@@ -167,11 +170,11 @@ class CrashingOutbox(_Crashing, OutboxChannel):
 
     max_batch_size: ClassVar[int] = 3
 
-    def send_batch(self, messages: list[Message]) -> list[Outcome]:
+    def send_batch(self, messages: list[Message], journal: DeliveryJournal = NO_JOURNAL) -> list[Outcome]:
         self._on_call()
         outcomes = []
         for m in messages:
-            outcomes.extend(OutboxChannel.send_batch(self, [m]))
+            outcomes.extend(OutboxChannel.send_batch(self, [m], journal))
             self._on_delivered()
         return outcomes
 

@@ -12,7 +12,7 @@ from campaign_fakes import add_abandoned_cart, add_customer, add_order, make_war
 from campaigns import ledger
 from campaigns.engine import in_holdout, preview_campaigns, run_campaigns
 from campaigns.schema import Scenario, load_scenario, load_scenarios
-from connectors.channels.base import Channel, Message, Outcome
+from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, Message, Outcome
 from kizuna.config import Settings
 from kizuna.errors import ScenarioError
 
@@ -30,14 +30,14 @@ class Memory(Channel):
     """An in-process channel that remembers what it delivered (idempotent, like the outbox)."""
 
     max_batch_size = 50
-    idempotent = True
+    resend_safe_for = ALWAYS
     log: list[Message]
 
     def __init__(self, name: str, log: list) -> None:
         self.name = name
         self.log = log
 
-    def send_batch(self, messages):
+    def send_batch(self, messages, journal=NO_JOURNAL):
         self.log.extend(messages)
         return [Outcome(m.send_id, "sent") for m in messages]
 

@@ -20,7 +20,7 @@ from sendgrid import SendGridAPIClient
 
 from campaigns.render import Renderer
 from campaigns.schema import Step
-from connectors.channels.base import Message
+from connectors.channels.base import DeliveryJournal, Message
 from connectors.channels.lists import ListChannel
 from connectors.channels.loopback import Fault, LineLoopback, SendGridLoopback, TwilioLoopback
 from connectors.channels.outbox import OutboxChannel
@@ -170,9 +170,26 @@ def test_secrets_are_masked_in_reprs_and_logs(settings, sendgrid_server, line_se
 
 # ---------------------------------------------------------------- SendGrid
 
+def test_sendgrid_keeps_at_most_max_in_flight_recipients_in_flight(settings, sendgrid_server, monkeypatch):
+    """A process killed mid-batch can leave only the requests in flight undecided: by default 1,000
+    recipients over the 4 concurrent requests, so each request carries 250."""
+    channel = email_channel(settings, sendgrid_server, monkeypatch)
+    marks: list[list[str]] = []
+
+    class Journal(DeliveryJournal):
+        def handing_over(self, send_ids):
+            marks.append(list(send_ids))
+
+    outcomes = channel.send_batch([email(i) for i in range(1001)], Journal())
+    assert {o.status for o in outcomes} == {"sent"}
+    assert sorted(len(m) for m in marks) == [1, 250, 250, 250, 250]
+    assert len(sendgrid_server.requests) == 5
+
+
 def test_sendgrid_splits_1001_recipients_into_two_requests_each_gets_its_own_message(
         settings, sendgrid_server, monkeypatch):
-    channel = email_channel(settings, sendgrid_server, monkeypatch)
+    # 4 requests of 1,000 may be in flight at once when 4,000 recipients in flight are allowed
+    channel = email_channel(settings, sendgrid_server, monkeypatch, channel_max_in_flight=4000)
     messages = [email(i) for i in range(1001)]
     outcomes = channel.send_batch(messages)
     assert [o.send_id for o in outcomes] == [m.send_id for m in messages]
@@ -319,7 +336,7 @@ def test_sendgrid_bad_addresses_fail_alone(settings, sendgrid_server, monkeypatc
 # ---------------------------------------------------------------- LINE
 
 def test_line_splits_501_ids_into_two_multicasts_with_retry_keys(settings, line_server, monkeypatch):
-    channel = line_channel(settings, line_server, monkeypatch)
+    channel = line_channel(settings, line_server, monkeypatch, channel_max_in_flight=2000)  # 4 x 500 in flight
     outcomes = channel.send_batch([line_message(i) for i in range(501)])
     assert {o.status for o in outcomes} == {"sent"} and len(outcomes) == 501
     assert len(line_server.requests) == 2 and len(line_server.accepted) == 501

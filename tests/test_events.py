@@ -224,7 +224,7 @@ def shop(tmp_path: Path):
     ledger.attach(con, settings.ledger)
     now = datetime(2026, 11, 1, 9)
     for send_id, cid, channel in (("S1", "C1", "email"), ("S2", "C2", "email"), ("S3", "C3", "line")):
-        con.execute("insert into ledger.sends values (?, 'old_scenario', 'step1', ?, ?, ?, ?, ?, 'sent', '', null, ?, ?)",
+        con.execute("insert into ledger.sends (send_id, scenario_id, step_id, customer_id, anchor_date, channel, due_date, run_date, status, detail, provider_message_id, planned_at, updated_at) values (?, 'old_scenario', 'step1', ?, ?, ?, ?, ?, 'sent', '', null, ?, ?)",
                     [send_id, cid, date(2026, 10, 31), channel, date(2026, 11, 1), date(2026, 11, 1), now, now])
     con.close()
     events = store.connect(settings.events_store)

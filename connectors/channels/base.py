@@ -1,14 +1,19 @@
 """The channel interface: deliver a batch of rendered messages, return one outcome per message.
 
 The campaign engine records every message in the send ledger *before* it calls a
-channel, and records the outcome the channel returns. A channel never drops a
-message: each input message gets exactly one outcome, in the same order.
+channel. The channel tells the engine's `DeliveryJournal`, durably, which messages it is
+about to hand to the provider (right before each provider request: the ledger marks
+them `sending`) and what came of each request as soon as it is known, so a process
+killed mid-batch leaves at most the requests in flight undecided. A channel never drops
+a message: each input message gets exactly one outcome, in the same order.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import ClassVar, Literal
 
 OutcomeStatus = Literal["sent", "failed", "unknown"]
@@ -39,15 +44,49 @@ class Outcome:
     provider_message_id: str | None = None
 
 
+class DeliveryJournal:
+    """Where a channel records, durably, what it hands to a provider and what came of it.
+
+    The engine's journal writes the send ledger; this base class records nothing (a
+    channel used on its own, in a benchmark or a test)."""
+
+    def handing_over(self, send_ids: Sequence[str]) -> None:
+        """Called right before the provider request that carries `send_ids`."""
+
+    def settled(self, outcomes: Sequence[Outcome]) -> None:
+        """Called as soon as the outcomes of one provider request are known."""
+
+
+NO_JOURNAL = DeliveryJournal()
+
+
 class Channel(ABC):
     """A way to reach customers. Subclasses state the provider's limits as class attributes."""
 
     name: ClassVar[str]
     max_batch_size: ClassVar[int] = 1000
-    #: True when re-sending a message whose outcome is unknown cannot deliver it twice
-    #: (the provider deduplicates, e.g. LINE's retry key). Otherwise it is flagged `unknown`.
-    idempotent: ClassVar[bool] = False
+    #: How long after a hand-over a message whose outcome is unknown may be handed over again
+    #: without any risk of a second copy: None = never (the provider cannot deduplicate: the
+    #: message is flagged `unknown` for reconciliation), `ALWAYS` (local files keyed by send id),
+    #: or the life of the provider's idempotency key (LINE's retry key: 24 h).
+    resend_safe_for: ClassVar[timedelta | None] = None
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether an undecided message can ever be handed over again."""
+        return self.resend_safe_for is not None
+
+    def preflight(self) -> None:
+        """Raise `KizunaError` when the channel cannot deliver now (a folder that cannot be written,
+        ...): the engine asks every channel before it sends anything."""
 
     @abstractmethod
-    def send_batch(self, messages: list[Message]) -> list[Outcome]:
-        """Deliver `messages` (at most `max_batch_size`); one outcome per message, same order."""
+    def send_batch(self, messages: list[Message], journal: DeliveryJournal = NO_JOURNAL) -> list[Outcome]:
+        """Deliver `messages` (at most `max_batch_size`); one outcome per message, same order.
+
+        Call `journal.handing_over(ids)` before each provider request and `journal.settled(outcomes)`
+        after it; messages refused before any request (a malformed address) need neither."""
+
+
+#: `resend_safe_for` of channels whose delivery is keyed by the send id itself (files).
+ALWAYS = timedelta.max

@@ -10,6 +10,11 @@ The DM list is CP932 (Windows Shift_JIS) by default, what Japanese print vendors
 expect. A row with a character CP932 cannot hold (e.g. 𠮷 in 𠮷田) fails with the
 field and character named, for a person to fix; it is never replaced silently,
 since a misprinted name or address is worse than no DM.
+
+Every field goes through `safe_text.spreadsheet_cell`: control and zero-width characters
+are removed, a line break in an address cannot split a label into three, and a value a
+spreadsheet would run as a formula (`=HYPERLINK(...)`, `+cmd`, `@SUM(...)`) is written
+as text.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from pathlib import Path
 from typing import Callable, ClassVar
 from zoneinfo import ZoneInfo
 
-from connectors.channels.base import Channel, Message, Outcome
+from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome
+from connectors.channels.safe_text import spreadsheet_cell
+from kizuna.errors import KizunaError
 
 _POSTAL = re.compile(r"^〒?\s*(\d{3}-?\d{4})\s*")
 
@@ -72,7 +79,7 @@ class ListChannel(Channel):
     """One of dm / phone / insert, written as CSV lists under `lists_dir`."""
 
     max_batch_size: ClassVar[int] = 10_000
-    idempotent: ClassVar[bool] = True
+    resend_safe_for = ALWAYS  # a send id already listed is not listed again
 
     def __init__(self, lists_dir: Path, channel: str, encoding: str = "utf-8-sig", timezone: str = "Asia/Tokyo",
                  today: Callable[[], date] | None = None) -> None:
@@ -89,6 +96,16 @@ class ListChannel(Channel):
 
     def __repr__(self) -> str:
         return f"ListChannel({self.name}, {self.root}, encoding={self.encoding})"
+
+    def preflight(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise KizunaError(f"the {self.prefix} folder {self.root} cannot be written ({exc.strerror or exc}); "
+                              "fix its permissions or free disk space") from None
 
     def files(self) -> list[Path]:
         return sorted(self.root.glob(f"*/{self.prefix}-*.csv"))
@@ -108,7 +125,8 @@ class ListChannel(Channel):
                 pass
         return self._today().isoformat()
 
-    def send_batch(self, messages: list[Message]) -> list[Outcome]:
+    def send_batch(self, messages: list[Message], journal: DeliveryJournal = NO_JOURNAL) -> list[Outcome]:
+        journal.handing_over([m.send_id for m in messages])  # one file per date: one mark for the batch
         listed = self.listed_send_ids()
         outcomes: dict[int, Outcome] = {}
         by_date: dict[str, list[tuple[int, bytes]]] = {}
@@ -116,7 +134,7 @@ class ListChannel(Channel):
             if m.send_id in listed:
                 outcomes[i] = Outcome(m.send_id, "sent", "already listed")
                 continue
-            row = self.row(m)
+            row = {column: spreadsheet_cell(value) for column, value in self.row(m).items()}
             if problem := self._encoding_problem(row):
                 outcomes[i] = Outcome(m.send_id, "failed", problem)
                 continue

@@ -24,7 +24,7 @@ from connectors.channels.base import Message, Outcome
 class DeliveryPolicy:
     """How a provider connector delivers (KIZUNA_CHANNEL_* settings): one request's time-out,
     attempts where a retry is safe, the longest provider-imposed wait honoured, requests in
-    flight, throttle, and the base of the exponential back-off."""
+    flight, recipients in flight, throttle, and the base of the exponential back-off."""
 
     timeout: float = 10.0
     max_attempts: int = 4
@@ -32,6 +32,14 @@ class DeliveryPolicy:
     concurrency: int = 4
     requests_per_second: float = 0.0
     backoff_seconds: float = 1.0
+    #: Recipients handed over at once, over all requests in flight: what a killed process can
+    #: leave undecided (`sending`) at most.
+    max_in_flight: int = 1000
+
+    def request_size(self, provider_limit: int) -> int:
+        """Recipients per request: the provider's limit, smaller when `concurrency` requests of it
+        would put more than `max_in_flight` recipients in flight."""
+        return max(1, min(provider_limit, self.max_in_flight // max(1, self.concurrency)))
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1, 2, 4, ... × backoff_seconds)."""

@@ -51,7 +51,8 @@ def channel_for(settings: Settings, name: str) -> Channel:
     provider = provider_for(settings, name)
     policy = DeliveryPolicy(timeout=settings.channel_timeout_seconds, max_attempts=settings.channel_max_attempts,
                             max_wait=settings.channel_max_wait_seconds, concurrency=settings.channel_concurrency,
-                            requests_per_second=settings.channel_requests_per_second)
+                            requests_per_second=settings.channel_requests_per_second,
+                            max_in_flight=settings.channel_max_in_flight)
     if provider == "outbox":
         return OutboxChannel(settings.outbox_dir, name, settings.sender_name, settings.sender_email)
     if provider == "list":

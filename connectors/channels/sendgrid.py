@@ -38,9 +38,10 @@ from pydantic import SecretStr
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
-from connectors.channels.base import Channel, Message, Outcome
+from connectors.channels.base import NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome
 from connectors.channels.policy import (DeliveryPolicy, Throttle, custom_args_problem, install_log_redaction,
                                         retry_after_seconds)
+from connectors.channels.safe_text import one_line
 
 log = logging.getLogger(__name__)
 install_log_redaction()
@@ -102,11 +103,13 @@ def _skeleton(message: Message) -> tuple[str, str, dict[str, str]] | None:
 
 class SendGridChannel(Channel):
     """Marketing e-mail via SendGrid. `send_batch` takes up to 10,000 messages and splits them
-    into requests of at most 1,000 personalizations, sent `concurrency` at a time."""
+    into requests of at most 1,000 personalizations, sent `concurrency` at a time; a request is
+    smaller when `policy.max_in_flight` recipients would not otherwise cover `concurrency`
+    requests, so a process killed mid-batch leaves at most `max_in_flight` e-mails undecided."""
 
     name: ClassVar[str] = "email"
     max_batch_size: ClassVar[int] = 10_000
-    idempotent: ClassVar[bool] = False
+    resend_safe_for = None  # no idempotency key: an undecided e-mail waits for SendGrid's events
 
     def __init__(self, api_key: SecretStr, *, sender_name: str, sender_email: str,
                  host: str = "https://api.sendgrid.com", unsubscribe_group_id: int | None = None,
@@ -124,6 +127,7 @@ class SendGridChannel(Channel):
         self.throttle = Throttle(self.policy.requests_per_second, sleep=sleep)
         self._sleep = sleep
         self.requests_made = 0
+        self.request_size = self.policy.request_size(MAX_PERSONALIZATIONS)
 
     def __repr__(self) -> str:
         return f"SendGridChannel(host={self.host!r}, api_key='**********', sandbox={self.sandbox_mode})"
@@ -146,10 +150,10 @@ class SendGridChannel(Channel):
         if sum(map(len, subs.values())) > 1000 and \
                 len(json.dumps(subs, ensure_ascii=False).encode()) > MAX_SUBSTITUTION_BYTES:
             return f"substitutions larger than {MAX_SUBSTITUTION_BYTES} bytes"
+        name = one_line(message.recipient_name)
         p: dict[str, Any] = {
-            "to": [{"email": message.address, "name": message.recipient_name} if message.recipient_name
-                   else {"email": message.address}],
-            "subject": message.subject,
+            "to": [{"email": message.address, "name": name} if name else {"email": message.address}],
+            "subject": one_line(message.subject),
             "custom_args": custom_args,
         }
         if subs:
@@ -193,7 +197,7 @@ class SendGridChannel(Channel):
                 continue
             members = groups.setdefault(key, [])
             members.append((i, p))
-            if len(members) == MAX_PERSONALIZATIONS:
+            if len(members) == self.request_size:
                 yield self._body(key, members, messages)
                 groups[key] = []
         for key, members in groups.items():
@@ -266,17 +270,21 @@ class SendGridChannel(Channel):
             return all_("unknown", f"unexpected SendGrid answer {response.status_code}; not resent")
         return all_("failed", f"{last}; gave up after {self.policy.max_attempts} attempts, nothing was accepted")
 
-    def send_batch(self, messages: list[Message]) -> list[Outcome]:
+    def send_batch(self, messages: list[Message], journal: DeliveryJournal = NO_JOURNAL) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(messages)
         refused: dict[int, str] = {}
 
         def run(indexes: list[int], body: dict[str, Any]) -> list[Outcome]:
+            ids = [messages[i].send_id for i in indexes]
+            journal.handing_over(ids)
             try:
-                return self._post([messages[i].send_id for i in indexes], body)
+                results = self._post(ids, body)
             except Exception as exc:  # noqa: BLE001 - a bug or odd error must still yield an outcome per message
                 log.exception("SendGrid request failed unexpectedly")
-                return [Outcome(messages[i].send_id, "unknown", f"unexpected error {type(exc).__name__}: {exc}; "
-                                "not resent") for i in indexes]
+                results = [Outcome(send_id, "unknown", f"unexpected error {type(exc).__name__}: {exc}; "
+                                   "not resent") for send_id in ids]
+            journal.settled(results)
+            return results
 
         def collect(indexes: list[int], results: list[Outcome]) -> None:
             for i, outcome in zip(indexes, results):

@@ -27,7 +27,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from connectors.channels.base import Channel, Message, Outcome
+from connectors.channels.base import NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome
 from connectors.channels.policy import DeliveryPolicy, install_log_redaction, Throttle, retry_after_seconds
 from kizuna.errors import KizunaError
 
@@ -75,7 +75,7 @@ def e164(phone: str, country_code: str = "81") -> str | None:
 class TwilioSmsChannel(Channel):
     name: ClassVar[str] = "sms"
     max_batch_size: ClassVar[int] = 1000
-    idempotent: ClassVar[bool] = False
+    resend_safe_for = None  # no idempotency key
 
     def __init__(self, account_sid: SecretStr, auth_token: SecretStr, *, from_number: str = "",
                  messaging_service_sid: str = "", base_url: str | None = None, policy: DeliveryPolicy | None = None,
@@ -138,13 +138,16 @@ class TwilioSmsChannel(Channel):
         return Outcome(message.send_id, "failed",
                        f"{last}; gave up after {self.policy.max_attempts} attempts, not sent")
 
-    def send_batch(self, messages: list[Message]) -> list[Outcome]:
+    def send_batch(self, messages: list[Message], journal: DeliveryJournal = NO_JOURNAL) -> list[Outcome]:
         def run(message: Message) -> Outcome:
+            journal.handing_over([message.send_id])
             try:
-                return self._send_one(message)
+                outcome = self._send_one(message)
             except Exception as exc:  # noqa: BLE001 - still one outcome per message
                 log.exception("Twilio send failed unexpectedly")
-                return Outcome(message.send_id, "unknown", f"unexpected error {type(exc).__name__}; not resent")
+                outcome = Outcome(message.send_id, "unknown", f"unexpected error {type(exc).__name__}; not resent")
+            journal.settled([outcome])
+            return outcome
 
         if self.policy.concurrency <= 1 or len(messages) <= 1:
             return [run(m) for m in messages]

@@ -21,6 +21,9 @@
    Feedback is recomputed from every loaded event each night and only rows not already
    there are added, so the step is idempotent and catches up on events that could not
    be matched to a customer before.
+4. `unknown` e-mails are reconciled from SendGrid's events (`campaigns.reconcile`): an
+   event decides them; no event long after the hand-over means SendGrid never took it,
+   and it is sent once more tonight.
 
 The raw tables' DDL is in dbt_project/macros/create_campaign_raw_tables.sql (dbt creates
 them empty before a build, so the marts build before any event or send exists); the
@@ -40,6 +43,7 @@ import duckdb
 import pandas as pd
 
 from campaigns import ledger
+from campaigns.reconcile import ReconcileResult, reconcile_unknown_emails
 from campaigns.schema import Scenario, load_scenarios
 from kizuna.config import Settings
 from kizuna.events import store
@@ -65,6 +69,7 @@ class EventsLoadResult:
     suppressions_added: int
     suppressions_lifted: int
     unmatched_feedback: int  # suppressing events whose send / LINE user matches no customer (yet)
+    reconciled: ReconcileResult | None = None
 
     def summary(self) -> str:
         text = (f"events: {self.email_events_loaded} e-mail and {self.line_events_loaded} LINE events loaded, "
@@ -72,6 +77,9 @@ class EventsLoadResult:
                 f"{self.suppressions_lifted} lifted")
         if self.unmatched_feedback:
             text += f"; {self.unmatched_feedback} feedback event(s) not matched to a customer"
+        if self.reconciled and (self.reconciled.sent or self.reconciled.dropped or self.reconciled.resend
+                                or self.reconciled.still_unknown):
+            text += "; " + self.reconciled.summary()
         return text
 
 
@@ -256,10 +264,11 @@ def load_events(settings: Settings, scenarios: Sequence[Scenario] | None = None)
     loaded_at = datetime.now(timezone.utc).astimezone(tz).replace(tzinfo=None, microsecond=0)
     events = store.connect(settings.events_store)  # type: ignore[arg-type]
     try:
-        with connect(settings.warehouse) as con:  # type: ignore[arg-type]
+        with connect(settings.warehouse, wait_seconds=settings.warehouse_wait_seconds) as con:  # type: ignore[arg-type]
             create_raw_tables(con, settings.dbt_project_dir)  # type: ignore[arg-type]
             ledger.attach(con, settings.ledger)  # type: ignore[arg-type]
             email_new, line_new = _copy_new_events(con, events, tz, loaded_at)
+            reconciled = reconcile_unknown_emails(con, settings.reconcile_wait_hours, settings.timezone)
             con.execute("begin")
             con.execute("delete from raw.campaign_sends")
             con.execute("""
@@ -277,6 +286,6 @@ def load_events(settings: Settings, scenarios: Sequence[Scenario] | None = None)
             added, lifted, unmatched = _apply_feedback(con)
     finally:
         events.close()
-    result = EventsLoadResult(email_new, line_new, sends, added, lifted, unmatched)
+    result = EventsLoadResult(email_new, line_new, sends, added, lifted, unmatched, reconciled)
     log.info("%s", result.summary())
     return result

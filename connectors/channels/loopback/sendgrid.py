@@ -9,13 +9,22 @@ subject for every personalization, `content` (text/plain first), string values i
 
 `accepted` holds one record per recipient as they would receive it: substitutions
 applied to the content, the personalization's subject, headers and custom_args.
+
+Like SendGrid's Event Webhook, `send_events_to(url, private_key)` makes the server post
+a signed `processed` event (with the message's custom_args) for every recipient it
+accepts, in batches, to a webhook such as `kizuna webhook serve`: what reconciles an
+e-mail whose answer was lost.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any
 
@@ -40,6 +49,68 @@ class SendGridLoopback(LoopbackServer):
         super().__init__(**kwargs)
         self.api_key = api_key
         self.sandboxed_count = 0
+        self._events: list[dict[str, Any]] = []
+        self._events_url: str | None = None
+        self._signing_key: Any = None
+        self._events_thread: threading.Thread | None = None
+        self._events_stop = threading.Event()
+
+    # ---- the Event Webhook ---------------------------------------------------------------
+    def send_events_to(self, url: str, private_key: Any, every: float = 0.2) -> None:
+        """Post signed `processed` events for accepted recipients to `url` every `every` seconds.
+
+        `private_key`: a `cryptography` EC P-256 private key whose public key the webhook trusts."""
+        self._events_url, self._signing_key = url, private_key
+        self._events_thread = threading.Thread(target=self._post_events_loop, args=(every,),
+                                               name="loopback-sendgrid-events", daemon=True)
+        self._events_thread.start()
+
+    def _post_events_loop(self, every: float) -> None:
+        while not self._events_stop.wait(every):
+            self.flush_events()
+        self.flush_events()
+
+    def flush_events(self) -> int:
+        """Post the queued events now; returns how many the webhook took (kept queued on failure, like
+        SendGrid, which retries)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        with self.lock:
+            batch, self._events = self._events[:5000], self._events[5000:]
+        if not batch or self._events_url is None:
+            return 0
+        body = json.dumps(batch).encode()
+        timestamp = str(int(time.time()))
+        signature = self._signing_key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        request = urllib.request.Request(self._events_url, data=body, method="POST", headers={
+            "Content-Type": "application/json",
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+            return len(batch)
+        except (urllib.error.URLError, OSError):
+            with self.lock:
+                self._events = batch + self._events
+            return 0
+
+    def stop(self) -> None:
+        if self._events_thread is not None:
+            self._events_stop.set()
+            self._events_thread.join(15)
+            self._events_thread = None
+        super().stop()
+
+    def _queue_events(self, mail: dict[str, Any], message_id: str) -> None:
+        now = int(time.time())
+        events = [{"email": p["to"][0]["email"], "timestamp": now, "event": "processed",
+                   "sg_event_id": uuid.uuid4().hex, "sg_message_id": f"{message_id}.{n}",
+                   **(mail.get("custom_args") or {}), **(p.get("custom_args") or {})}
+                  for n, p in enumerate(mail["personalizations"])]
+        with self.lock:
+            self._events.extend(events)
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> Reply:
         if path.rstrip("/") != "/v3/mail/send" or method != "POST":
@@ -65,6 +136,8 @@ class SendGridLoopback(LoopbackServer):
             return Reply(200, None, {"X-Message-Id": message_id})
         self._accept([self._deliver(mail, p, message_id) for p in mail["personalizations"]] if self.record
                      else [{}] * len(mail["personalizations"]))
+        if self._events_url is not None:
+            self._queue_events(mail, message_id)
         return Reply(202, None, {"X-Message-Id": message_id})
 
     @staticmethod
