@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KIZUNA = Path(sys.executable).parent / "kizuna"
 
 
-def run_demo(data_dir: Path) -> subprocess.CompletedProcess:
+def _demo_env(data_dir: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "KIZUNA_DATA_DIR": str(data_dir),
@@ -31,7 +32,12 @@ def run_demo(data_dir: Path) -> subprocess.CompletedProcess:
         "COLUMNS": "200",
     }
     env.pop("PREFECT_API_URL", None)
-    return subprocess.run([str(KIZUNA), "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return env
+
+
+def run_demo(data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(KIZUNA), "demo"], cwd=ROOT, env=_demo_env(data_dir), capture_output=True, text=True,
+                          timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +49,21 @@ def demo_twice(tmp_path_factory):
         raw_before = {t: con.execute(f"select count(*), sum(hash(x)) from raw.{t} x").fetchone()
                       for t in ("customers", "orders", "order_lines", "shipments", "consents")}
     outbox_before = sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file())
-    second = run_demo(data_dir)
+    # The second run, and 0.5 s later a third that must stop at once: one run at a time.
+    second = subprocess.Popen([str(KIZUNA), "demo"], cwd=ROOT, env=_demo_env(data_dir), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    started = time.monotonic()
+    third = run_demo(data_dir)
+    third_seconds = time.monotonic() - started
+    out, err = second.communicate(timeout=600)
+    holder = second.pid
+    second = subprocess.CompletedProcess(second.args, second.returncode, out, err)
     assert second.returncode == 0, second.stdout + second.stderr
+    assert third.returncode == 1 and third_seconds < 15, (third_seconds, third.stdout + third.stderr)
+    lines = third.stdout.strip().splitlines()
+    assert len(lines) == 1 and f"Another kizuna run is in progress (pid {holder}" in lines[0], third.stdout
+    assert not third.stderr.strip(), third.stderr
     return data_dir, first, second, raw_before, outbox_before
 
 

@@ -13,6 +13,7 @@ the ledger end up agreeing with the files.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from email.message import EmailMessage
@@ -121,10 +122,13 @@ class OutboxChannel(Channel):
             partial.write_bytes(payload)
             os.replace(partial, target)  # atomic: a crash never leaves half a message
         if message.send_id not in indexed:
+            size = os.fstat(index).st_size
+            line = self._index_line(message, target).encode("utf-8")
             try:
-                os.write(index, self._index_line(message, target).encode("utf-8"))  # right after its file
+                if os.write(index, line) != len(line):  # right after its file; a full disk may write part of it
+                    raise OSError(errno.ENOSPC, "no space left for the outbox index")
             except OSError:
-                _end_the_last_line(index)  # a cut line must not run into the next one
+                os.ftruncate(index, size)  # no half line: the retry writes it whole
                 raise
             indexed.add(message.send_id)
             if detail:
@@ -133,7 +137,7 @@ class OutboxChannel(Channel):
 
 
 def _end_the_last_line(fd: int) -> None:
-    """Append a line break when the index ends inside a line (a write cut short by a full disk or a kill)."""
+    """Append a line break when the index ends inside a line (left by an older version, or an editor)."""
     size = os.fstat(fd).st_size
     if size and os.pread(fd, 1, size - 1) != b"\n":
         try:
