@@ -9,6 +9,10 @@ redelivers), so each table has a unique provider event id and inserts are
 `insert or ignore`: a redelivery is a no-op. The autoincrement `id` only grows, so the
 nightly load copies `id > <highest id already in the warehouse>` (a watermark).
 
+Nothing malformed is stored: every event is checked against the provider's shape
+(kizuna.events.payloads) before the write, and one bad event refuses the whole call
+(MalformedPayload, nothing written), so a half-stored batch never exists.
+
 Personal data: the recipient's e-mail address is not stored, only its SHA-256 (enough to
 tell events of one address apart); it is also removed from the raw JSON kept for audit.
 Events reach customers through the send id (custom_args) and the ledger, never by address.
@@ -22,6 +26,8 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+
+from kizuna.events import payloads
 
 SCHEMA = [
     """
@@ -80,47 +86,51 @@ def hash_email(email: str | None) -> str | None:
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def sendgrid_row(event: dict[str, Any], position: int = 0) -> tuple:
+    """The stored row of one SendGrid event (custom_args arrive as top-level keys).
 
-
-def sendgrid_row(event: dict[str, Any]) -> tuple:
-    """The stored row of one SendGrid event (custom_args arrive as top-level keys)."""
+    Raises payloads.MalformedPayload when the event is not SendGrid's shape."""
+    valid = payloads.sendgrid_event(event, position)
     cleaned = {k: v for k, v in event.items() if k != "email"}
     raw = json.dumps(cleaned, ensure_ascii=False, sort_keys=True)
-    event_id = event.get("sg_event_id") or "nokey-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
-    timestamp = event.get("timestamp")
+    event_id = valid.sg_event_id or "nokey-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
     return (
-        str(event_id), str(event.get("event") or "unknown"), _text(event.get("send_id")),
-        _text(event.get("scenario_id")), _text(event.get("step_id")), hash_email(event.get("email")),
-        int(timestamp) if isinstance(timestamp, (int, float)) else None,
-        _text(event.get("type")) if event.get("event") == "bounce" else None,
-        _text(event.get("reason")), raw, _now(),
+        event_id, valid.event, valid.send_id, valid.scenario_id, valid.step_id, hash_email(valid.email),
+        valid.timestamp, valid.type if valid.event == "bounce" else None, valid.reason, raw, _now(),
     )
 
 
 def add_sendgrid_events(con: sqlite3.Connection, events: Iterable[dict[str, Any]]) -> int:
-    """Store SendGrid events; returns how many were new (redeliveries are ignored)."""
-    rows = [sendgrid_row(e) for e in events if isinstance(e, dict)]
+    """Store SendGrid events; returns how many were new (redeliveries are ignored).
+
+    Every event is validated before anything is written: one malformed event raises
+    payloads.MalformedPayload and none of the batch is stored."""
+    rows = [sendgrid_row(e, i) for i, e in enumerate(events)]
     return _insert_new(con, "sendgrid_events", ("sg_event_id", "event", "send_id", "scenario_id", "step_id",
                                                 "email_sha256", "event_at", "bounce_type", "reason", "raw_json",
                                                 "received_at"), rows)
 
 
+def line_row(event: dict[str, Any], position: int = 0) -> tuple | None:
+    """The stored row of one LINE event, None for a type not kept (it is validated all the same).
+
+    Raises payloads.MalformedPayload when the event is not LINE's shape."""
+    valid = payloads.line_event(event, position)
+    if valid.type not in LINE_KEPT_TYPES:
+        return None
+    raw = json.dumps(event, ensure_ascii=False, sort_keys=True)
+    event_id = valid.webhookEventId or "nokey-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    user_id = valid.source.userId if valid.source else None
+    redelivery = bool(valid.deliveryContext and valid.deliveryContext.isRedelivery)
+    return (event_id, valid.type, user_id, valid.timestamp, 1 if redelivery else 0, raw, _now())
+
+
 def add_line_events(con: sqlite3.Connection, events: Iterable[dict[str, Any]]) -> int:
-    """Store LINE follow/unfollow events; returns how many were new (redeliveries are ignored)."""
-    rows = []
-    for e in events:
-        if not isinstance(e, dict) or e.get("type") not in LINE_KEPT_TYPES:
-            continue
-        raw = json.dumps(e, ensure_ascii=False, sort_keys=True)
-        event_id = e.get("webhookEventId") or "nokey-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
-        source = e.get("source") or {}
-        delivery = e.get("deliveryContext") or {}
-        ts = e.get("timestamp")
-        rows.append((str(event_id), e["type"], _text(source.get("userId")),
-                     int(ts) if isinstance(ts, (int, float)) else None,
-                     1 if delivery.get("isRedelivery") else 0, raw, _now()))
+    """Store LINE follow/unfollow events; returns how many were new (redeliveries are ignored).
+
+    Every event (of any type) is validated before anything is written: one malformed event
+    raises payloads.MalformedPayload and none of the batch is stored."""
+    rows = [row for i, e in enumerate(events) if (row := line_row(e, i)) is not None]
     return _insert_new(con, "line_events", ("webhook_event_id", "event_type", "line_user_id", "event_at_ms",
                                             "is_redelivery", "raw_json", "received_at"), rows)
 

@@ -1,16 +1,29 @@
 """The webhook service (`kizuna webhook serve`): provider events in, into the event store.
 
 - `POST /webhooks/sendgrid`: SendGrid Event Webhook. The request is signed (ECDSA P-256
-  over `timestamp + raw body`); the signature is checked with the official helper
-  (`sendgrid.helpers.eventwebhook.EventWebhook`) over the raw bytes as received, before
-  any parsing. Forged, unsigned or stale (timestamp further than `webhook_max_age_seconds`
-  from now: a replay) requests get 403 and nothing is stored. Events are deduplicated on
-  `sg_event_id`: a redelivered batch answers 200 and stores nothing new.
-- `POST /webhooks/line`: LINE Messaging API webhook, `X-Line-Signature` checked with the
-  official `linebot.v3.WebhookParser`'s `SignatureValidator` (HMAC-SHA256 with the channel
-  secret); follow/unfollow are stored, deduplicated on `webhookEventId`. LINE requests carry
-  no signed timestamp and LINE redelivers late on purpose, so no age check here.
+  over `timestamp + raw body`, the key loaded by the official helper
+  `sendgrid.helpers.eventwebhook.EventWebhook`); the signature is checked over the raw
+  bytes as received, before any parsing. Forged, unsigned or stale (timestamp further than
+  `webhook_max_age_seconds` from now: a replay) requests get 403 and nothing is stored.
+  Events are deduplicated on `sg_event_id`: a redelivered batch answers 200 and stores
+  nothing new.
+- `POST /webhooks/line`: LINE Messaging API webhook, `X-Line-Signature` checked over the raw
+  bytes (HMAC-SHA256 with the channel secret, base64, as LINE's SDK computes it); follow/
+  unfollow are stored, deduplicated on `webhookEventId`. LINE requests carry no signed
+  timestamp and LINE redelivers late on purpose, so no age check here.
 - `GET /healthz`: 200 when the store can be written.
+
+Hostile requests (see tests/test_webhook_hardening.py):
+- What can be refused without the body is refused before reading it: a declared length
+  over MAX_BODY_BYTES (413), missing signature headers, a malformed or stale SendGrid
+  timestamp (403). Those answers close the connection, so nothing more is read.
+- The body is read as a stream and the read stops as soon as it passes MAX_BODY_BYTES
+  (413), with or without Content-Length (chunked): memory stays bounded whatever is sent.
+- The signature is checked over the raw bytes (the SDK helpers take text and re-encode it,
+  which cannot verify a body that is not UTF-8: that one must get 400, not look forged).
+- A signed body that is not the provider's shape (kizuna.events.payloads: strict JSON, no
+  NaN/Infinity, bounded nesting, typed fields, timestamps in range) gets 400 with a short
+  reason and nothing of it is stored; never a 500.
 
 A provider whose secret is not configured answers 503 (SendGrid and LINE retry), so the
 service can run with one provider only. Responses never echo request content.
@@ -18,18 +31,25 @@ service can run with one provider only. Responses never echo request content.
 
 from __future__ import annotations
 
-import json
+import base64
+import binascii
+import hashlib
+import hmac
 import logging
 import time
 from pathlib import Path
 from typing import Callable
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from starlette.requests import ClientDisconnect
 
 from kizuna.config import Settings
-from kizuna.events import store
+from kizuna.events import payloads, store
 from kizuna.errors import KizunaError
 from kizuna.secrets import MissingSecret
 
@@ -40,6 +60,12 @@ SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 LINE_SIGNATURE = "X-Line-Signature"
 #: Largest request body accepted (SendGrid batches are well under 1 MB).
 MAX_BODY_BYTES = 5 * 1024 * 1024
+#: Digits of a unix-seconds timestamp header (up to the year 5138: anything longer is not one).
+_MAX_TIMESTAMP_DIGITS = 11
+
+
+class _TooLarge(Exception):
+    """The body passed MAX_BODY_BYTES (declared or as read)."""
 
 
 def _secret(settings: Settings, attribute: str, given: str | SecretStr | None) -> str | None:
@@ -51,12 +77,52 @@ def _secret(settings: Settings, attribute: str, given: str | SecretStr | None) -
         return None
 
 
+def declared_too_large(request: Request, limit: int = MAX_BODY_BYTES) -> bool:
+    """Whether the request's Content-Length (if any) is over `limit`: refused without reading."""
+    length = request.headers.get("content-length", "")
+    return length.isascii() and length.isdigit() and int(length) > limit
+
+
+async def read_bounded(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, read as a stream; raises _TooLarge as soon as it passes `limit` bytes.
+
+    A declared Content-Length over the limit is refused before reading anything; a chunked
+    body (no length) is cut off by what has arrived, so at most `limit` bytes plus one chunk
+    (the server's read buffer, 64 KiB) are ever held. The rest is never read.
+    """
+    if declared_too_large(request, limit):
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+def _sendgrid_signed(key: ec.EllipticCurvePublicKey, body: bytes, signature: str, timestamp: str) -> bool:
+    """SendGrid's signature check (as its EventWebhook.verify_signature does it), over the raw bytes."""
+    try:
+        key.verify(base64.b64decode(signature), timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, binascii.Error, ValueError):  # ValueError: not base64 / not ASCII
+        return False
+    return True
+
+
+def _line_signed(secret: bytes, body: bytes, signature: str) -> bool:
+    """LINE's signature check (as its SignatureValidator does it), over the raw bytes."""
+    expected = base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest())
+    try:
+        return hmac.compare_digest(signature.encode("ascii"), expected)
+    except UnicodeEncodeError:
+        return False
+
+
 def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | None = None,
                line_channel_secret: str | SecretStr | None = None,
                clock: Callable[[], float] = time.time) -> FastAPI:
     """The webhook app. Secrets default to kizuna.secrets (env KIZUNA_SENDGRID_WEBHOOK_PUBLIC_KEY,
     KIZUNA_LINE_CHANNEL_SECRET); tests pass them in."""
-    from linebot.v3 import WebhookParser
     from sendgrid.helpers.eventwebhook import EventWebhook
 
     store_path: Path = settings.events_store  # type: ignore[assignment]  (set by Settings' validator)
@@ -64,30 +130,39 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
     sg_key = _secret(settings, "sendgrid_webhook_public_key", sendgrid_public_key)
     line_secret = _secret(settings, "line_channel_secret", line_channel_secret)
     try:
-        sg_verifier = EventWebhook(sg_key) if sg_key else None
+        sg_public_key = EventWebhook(sg_key).public_key if sg_key else None
+        if sg_public_key is not None and not isinstance(sg_public_key, ec.EllipticCurvePublicKey):
+            raise TypeError("not an elliptic-curve key")  # would fail every request, not start-up
     except Exception as exc:  # noqa: BLE001 - a malformed key is a configuration problem for a person
         raise KizunaError(
             f"The SendGrid webhook verification key (KIZUNA_SENDGRID_WEBHOOK_PUBLIC_KEY) is not a valid "
             f"public key ({type(exc).__name__}): paste the key SendGrid shows under Mail Settings → "
             "Signed Event Webhook, without the BEGIN/END lines."
         ) from None
-    line_parser = WebhookParser(line_secret) if line_secret else None
+    line_key = line_secret.encode("utf-8") if line_secret else None
 
     # One connection per request: sqlite3 connections are not shared across the server's threads.
     store.connect(store_path).close()  # create the file and tables now, fail early
 
     app = FastAPI(title="kizuna webhooks", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def refuse(status: int, why: str) -> JSONResponse:
-        return JSONResponse({"error": why}, status_code=status)
+    def refuse(status: int, why: str, *, unread: bool = False) -> JSONResponse:
+        """An error answer; `unread`: the body was not (all) read, so close the connection rather
+        than let the server drain whatever else the client sends."""
+        headers = {"Connection": "close"} if unread else None
+        return JSONResponse({"error": why}, status_code=status, headers=headers)
 
-    async def bounded_body(request: Request) -> bytes | None:
-        """The raw body, or None when it is over MAX_BODY_BYTES (by its declared length, then as read)."""
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return None
-        body = await request.body()
-        return None if len(body) > MAX_BODY_BYTES else body
+    async def body_or_refusal(request: Request) -> bytes | JSONResponse:
+        try:
+            return await read_bounded(request)
+        except _TooLarge:
+            return refuse(413, "too large", unread=True)
+        except ClientDisconnect:  # the client gave up mid-body: nobody to answer, nothing to store
+            return refuse(400, "incomplete body", unread=True)
+
+    def malformed(provider: str, why: payloads.MalformedPayload) -> JSONResponse:
+        log.warning("%s webhook: malformed signed body refused (%s)", provider, why)
+        return refuse(400, str(why))
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -96,72 +171,74 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
             con.execute("select 1").fetchone()
         finally:
             con.close()
-        return {"status": "ok", "sendgrid": sg_verifier is not None, "line": line_parser is not None}
+        return {"status": "ok", "sendgrid": sg_public_key is not None, "line": line_key is not None}
 
     @app.post("/webhooks/sendgrid")
     async def sendgrid_events(request: Request) -> JSONResponse:
-        if sg_verifier is None:
-            return refuse(503, "SendGrid webhook verification key not configured")
-        body = await bounded_body(request)
-        if body is None:
-            return refuse(413, "too large")
+        if sg_public_key is None:
+            return refuse(503, "SendGrid webhook verification key not configured", unread=True)
+        if declared_too_large(request):
+            return refuse(413, "too large", unread=True)
         signature = request.headers.get(SENDGRID_SIGNATURE)
         timestamp = request.headers.get(SENDGRID_TIMESTAMP)
+        # Everything the headers alone decide is decided before reading the body.
         if not signature or not timestamp:
-            return refuse(403, "unsigned")
-        try:
-            ok = sg_verifier.verify_signature(body.decode("utf-8"), signature, timestamp)
-        except Exception:  # noqa: BLE001 - undecodable body or signature: not signed by SendGrid
-            ok = False
-        if not ok:
-            log.warning("sendgrid webhook: bad signature refused")
-            return refuse(403, "bad signature")
-        try:
-            age = clock() - int(timestamp)
-        except ValueError:
-            return refuse(403, "bad timestamp")
+            return refuse(403, "unsigned", unread=True)
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _MAX_TIMESTAMP_DIGITS):
+            return refuse(403, "bad timestamp", unread=True)
+        age = clock() - int(timestamp)
         if abs(age) > max_age:
             log.warning("sendgrid webhook: stale request refused (%.0f s old)", age)
-            return refuse(403, "stale")
+            return refuse(403, "stale", unread=True)
+        body = await body_or_refusal(request)
+        if isinstance(body, JSONResponse):
+            return body
+        if not _sendgrid_signed(sg_public_key, body, signature, timestamp):
+            log.warning("sendgrid webhook: bad signature refused")
+            return refuse(403, "bad signature")
+        # A batch with one malformed event is refused whole (400, nothing stored): a signed body
+        # that breaks SendGrid's documented shape means something is wrong upstream or here, and
+        # storing the rest would hide it behind a 200. SendGrid retries non-2xx answers for up to
+        # 72 hours and events are deduplicated on sg_event_id, so once fixed the whole batch
+        # arrives again and is stored exactly once; a half-stored batch could not be told apart.
         try:
-            events = json.loads(body)
-        except ValueError:
-            return refuse(400, "not JSON")
-        if not isinstance(events, list):
-            return refuse(400, "expected a JSON array of events")
-        con = store.connect(store_path)
-        try:
-            added = store.add_sendgrid_events(con, events)
-        finally:
-            con.close()
+            events = payloads.sendgrid_batch(payloads.parse_json(body))
+            con = store.connect(store_path)
+            try:
+                added = store.add_sendgrid_events(con, events)  # validates every event before writing
+            finally:
+                con.close()
+        except payloads.MalformedPayload as why:
+            return malformed("sendgrid", why)
         return JSONResponse({"received": len(events), "stored": added})
 
     @app.post("/webhooks/line")
     async def line_events(request: Request) -> JSONResponse:
-        if line_parser is None:
-            return refuse(503, "LINE channel secret not configured")
-        body = await bounded_body(request)
-        if body is None:
-            return refuse(413, "too large")
+        if line_key is None:
+            return refuse(503, "LINE channel secret not configured", unread=True)
+        if declared_too_large(request):
+            return refuse(413, "too large", unread=True)
         signature = request.headers.get(LINE_SIGNATURE)
-        try:
-            text = body.decode("utf-8")
-            ok = bool(signature) and line_parser.signature_validator.validate(text, signature)
-        except Exception:  # noqa: BLE001
-            ok = False
-        if not ok:
+        if not signature:
+            return refuse(403, "unsigned", unread=True)
+        body = await body_or_refusal(request)
+        if isinstance(body, JSONResponse):
+            return body
+        if not _line_signed(line_key, body, signature):
             log.warning("line webhook: bad signature refused")
             return refuse(403, "bad signature")
+        # One malformed event refuses the whole batch, for the reasons given for SendGrid above
+        # (LINE redelivers failed webhooks when redelivery is on; events are deduplicated on
+        # webhookEventId).
         try:
-            payload = json.loads(text)
-            events = payload.get("events", [])
-        except (ValueError, AttributeError):
-            return refuse(400, "not a LINE webhook payload")
-        con = store.connect(store_path)
-        try:
-            added = store.add_line_events(con, events)
-        finally:
-            con.close()
+            events = payloads.line_batch(payloads.parse_json(body))
+            con = store.connect(store_path)
+            try:
+                added = store.add_line_events(con, events)  # validates every event before writing
+            finally:
+                con.close()
+        except payloads.MalformedPayload as why:
+            return malformed("line", why)
         return JSONResponse({"received": len(events), "stored": added})
 
     return app
