@@ -102,8 +102,11 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
     outcome.loads = stages.ingest(settings, night)
     outcome.build = stages.build_marts(settings, outcome.run_date)
     outcome.mart_gate = stages.gate_marts(settings)
-    outcome.campaigns = CampaignResult(run_date=outcome.run_date, delivered=Counter(
-        {("f2_followup", "day7", "email", "sent"): 12, ("f2_followup", "day7", "line", "skipped"): 3}))
+    outcome.campaigns = CampaignResult(
+        run_date=outcome.run_date,
+        delivered=Counter({("f2_followup", "day7", "email", "sent"): 12, ("f2_followup", "day7", "line", "skipped"): 3}),
+        channel_problems={"dm": "the dm-list folder cannot be written"},
+        attention=Counter({("email", "unknown"): 7, ("line", "failed, will retry"): 2}))
     return settings, outcome, tmp
 
 
@@ -182,6 +185,16 @@ def test_campaign_sections_wait_for_their_marts(pages) -> None:
     assert not seen["noCampaignResults"]
     text = page.read_text(encoding="utf-8")
     assert "f2_followup" in text and "messages</h3>" in text and "too few to tell" in text
+
+
+def test_the_report_tells_what_needs_a_person(pages) -> None:
+    """Unknown and failed messages of every night, and a channel that could not deliver, are on the page."""
+    _, page, _, _, _ = pages
+    text = page.read_text(encoding="utf-8")
+    assert 'id="needs-attention"' in text
+    assert "7 email message(s) unknown" in text and "kizuna sends unknown" in text
+    assert "2 line message(s) failed, will retry" in text
+    assert "dm: nothing more was sent tonight" in text and "cannot be written" in text
 
 
 def test_the_numbers_shown_are_the_marts(pages) -> None:
