@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 import duckdb
@@ -27,7 +26,7 @@ import duckdb
 from campaigns import ledger
 from campaigns.render import Rendered, Renderer
 from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, Scenario, Step
-from connectors.channels.base import ALWAYS, Channel, DeliveryJournal, Message, Outcome
+from connectors.channels.base import ALWAYS, Channel, Message, Outcome
 from connectors.channels.safe_text import clean_body, one_line
 from kizuna.config import Settings
 from kizuna.errors import KizunaError, ScenarioError
@@ -358,34 +357,7 @@ def _message(channel_name: str, row: dict, scenario: Scenario, step: Step, rende
     )
 
 
-class LedgerJournal(DeliveryJournal):
-    """The engine's journal: a channel's hand-overs and outcomes go to the ledger as they happen.
-
-    Channels call it from their worker threads; one lock serialises the ledger writes."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, now: Callable[[], datetime]) -> None:
-        self.con = con
-        self.now = now
-        self.lock = threading.Lock()
-        self.handed: set[str] = set()
-        self.outcomes: dict[str, Outcome] = {}
-
-    def handing_over(self, send_ids: Sequence[str]) -> None:
-        if not send_ids:
-            return
-        with self.lock:
-            ledger.hand_over(self.con, send_ids, self.now())
-            self.handed.update(send_ids)
-
-    def settled(self, outcomes: Sequence[Outcome]) -> None:
-        if not outcomes:
-            return
-        with self.lock:
-            ledger.record_outcomes(self.con, [(o.send_id, o.status, o.detail, o.provider_message_id) for o in outcomes])
-            self.outcomes.update((o.send_id, o) for o in outcomes)
-
-
-def _fault_outcomes(messages: list[Message], journal: LedgerJournal, channel: Channel, why: str) -> list[Outcome]:
+def _fault_outcomes(messages: list[Message], journal: ledger.Journal, channel: Channel, why: str) -> list[Outcome]:
     """When a channel fails as a whole mid-batch: what is known stays known; a message it may have
     handed over is `unknown` where a second copy is possible, the rest `failed` (tried again later)."""
     out = []
@@ -440,7 +412,7 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
     renderer = Renderer(settings)
     for channel_name, channel in channels.items():
         try:
-            _deliver_channel(con, channel_name, channel, steps, renderer, result, now)
+            _deliver_channel(con, channel_name, channel, steps, renderer, result, now, settings.ledger)
         except Exception as exc:  # noqa: BLE001 - a fault outside any batch (the ledger query...): this channel only
             log.exception("channel %s stopped", channel_name)
             result.channel_problems[channel_name] = _reason(exc)
@@ -450,7 +422,7 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
 
 def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel: Channel,
                      steps: dict[tuple[str, str], tuple[Scenario, Step]], renderer: Renderer,
-                     result: CampaignResult, now: Callable[[], datetime]) -> None:
+                     result: CampaignResult, now: Callable[[], datetime], ledger_file: Path) -> None:
     window = channel.resend_safe_for
     rows = [r for r in _deliverable(con, channel_name, with_unknown=window is not None)
             if (r["scenario_id"], r["step_id"]) in steps]
@@ -490,7 +462,7 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
                 refused.append(Outcome(row["send_id"], "failed", f"could not render {step.template}: {_reason(exc)}"))
                 continue
             messages.append(_message(channel_name, row, scenario, step, rendered))
-        journal = LedgerJournal(con, now)
+        journal = ledger.Journal(ledger.journal_path(ledger_file), now)
         try:
             outcomes = channel.send_batch(messages, journal) if messages else []
             if [o.send_id for o in outcomes] != [m.send_id for m in messages]:
@@ -501,8 +473,11 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
             result.channel_problems[channel_name] = _reason(exc)
             outcomes = _fault_outcomes(messages, journal, channel, f"channel failed: {_reason(exc)}")
             pending = []  # the rest stays planned for the next run
-        late = [o for o in [*refused, *outcomes] if journal.outcomes.get(o.send_id) != o]
-        ledger.record_outcomes(con, [(o.send_id, o.status, o.detail, o.provider_message_id) for o in late])
+        try:
+            journal.settled([o for o in [*refused, *outcomes] if journal.outcomes.get(o.send_id) != o])
+        finally:
+            journal.close()
+        ledger.fold_journal(con, ledger_file)
         by_id = {r["send_id"]: r for r in batch}
         for o in [*refused, *outcomes]:
             r = by_id[o.send_id]

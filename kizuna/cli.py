@@ -230,8 +230,11 @@ def _print_sends(status: str, limit: int) -> None:
     from campaigns import ledger
 
     settings = get_settings()
+    if not settings.ledger.exists():
+        console.print(f"No send ledger at {settings.ledger} yet: nothing was sent.")
+        return
     try:
-        con = ledger.open_file(settings.ledger, read_only=True)
+        con = ledger.open_file(settings.ledger)  # writable: a dead run's journal is folded in first
     except KizunaError as exc:
         _fail(exc)
     rows = ledger.rows_in(con, status, limit)

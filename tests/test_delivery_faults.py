@@ -98,8 +98,8 @@ def test_a_kill_leaves_only_the_requests_in_flight_unknown_and_events_reconcile_
         child.send_signal(signal.SIGKILL)
         child.wait()
 
-        with duckdb.connect(str(data / "ledger.duckdb"), read_only=True) as ro:
-            left = dict(ro.execute("select status, count(*) from sends group by all").fetchall())
+        with ledger.open_file(data / "ledger.duckdb") as led:  # attaching folds the dead run's journal in
+            left = dict(led.execute("select status, count(*) from ledger.sends group by all").fetchall())
         assert left == {"sent": 200, "sending": 200, "planned": 600}  # not the whole batch of 1,000
 
         # The next run: the two requests in doubt become unknown (never resent), the rest goes out.
@@ -172,6 +172,7 @@ def test_line_is_not_resent_once_its_retry_key_has_expired(tmp_path):
         with pytest.raises(SystemExit):
             run_campaigns(con, settings, scenarios, RUN, _line(server, settings, clock, KilledAfterAccept),
                           now=clock.utc)
+        ledger.attach(con, settings.ledger)  # as the next reader does: the journal folded in
         in_doubt = statuses(con)[("line", "sending")]
         assert in_doubt == server.accepted_count > 0
         clock.at = T0 + timedelta(hours=25)  # the next night: LINE has forgotten the key
@@ -292,8 +293,8 @@ def test_a_full_disk_half_way_leaves_outbox_index_and_ledger_agreeing_after_the_
     child = subprocess.run([sys.executable, str(CHILD), str(data), RUN.isoformat()], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr
-    with duckdb.connect(str(data / "ledger.duckdb"), read_only=True) as ro:
-        first = dict(ro.execute("select status, count(*) from sends group by all").fetchall())
+    with ledger.open_file(data / "ledger.duckdb") as led:
+        first = dict(led.execute("select status, count(*) from ledger.sends group by all").fetchall())
     assert first.get("failed", 0) > 0 and first.get("sent", 0) > 0  # the disk filled up half-way
 
     settings = Settings(home=tmp_path, data_dir=data)

@@ -25,6 +25,8 @@ _INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a
 #: Line and paragraph separators: a line break in a body, a space in a one-line value.
 _BREAKS = re.compile("\r\n|[\r\n\u2028\u2029\x85]")
 _RUNS_OF_SPACE = re.compile(r"[ \t]*[\r\n\t\u2028\u2029\x85]+[ \t]*")
+#: What `clean_body` changes: the invisible characters and every line break other than LF.
+_BODY_FIX = re.compile(_INVISIBLE.pattern[:-1] + "\r\u2028\u2029]")
 #: First characters that make a spreadsheet treat a cell as a formula (OWASP: CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -44,7 +46,7 @@ def clean_body(value: object) -> str:
     if value is None:
         return ""
     text = str(value)
-    if text.isprintable():
+    if not _BODY_FIX.search(text):  # fast path: one scan, nothing to change (bodies have line breaks)
         return text
     return _BREAKS.sub("\n", _INVISIBLE.sub("", text))
 
