@@ -453,3 +453,25 @@ def test_a_stage_waits_for_a_reader_to_let_go_of_the_warehouse(tmp_path):
         con.execute("create table t as select 1")
     assert 0.5 < time.monotonic() - started < 30
     reader.wait()
+
+
+def test_the_journal_is_folded_into_the_ledger_once_even_if_a_fold_is_interrupted(tmp_path):
+    """A fold that committed but died before removing the journal must not count attempts or failures twice."""
+    settings = Settings(home=tmp_path, data_dir=tmp_path / "data")
+    con = make_warehouse(settings.warehouse)
+    add_customer(con, "E1", ORDER_DAY)
+    ledger.attach(con, settings.ledger)
+    run_campaigns(con, settings, f2(), RUN, lambda name: Refusing(0))  # planned and sent: one hand-over
+    send_id = con.execute("select send_id from ledger.sends").fetchone()[0]
+    con.execute("update ledger.sends set status = 'planned', attempts = 0, failures = 0")
+    path = ledger.journal_path(settings.ledger)
+    journal = ledger.Journal(path, lambda: T0)
+    journal.handing_over([send_id])
+    journal.settled([Outcome(send_id, "failed", "provider said no")])
+    journal.close()
+    kept = path.read_bytes()
+    ledger.fold_journal(con, settings.ledger)
+    path.write_bytes(kept)  # as if the process died after the fold's commit, before removing the file
+    ledger.attach(con, settings.ledger)  # the next attach folds again
+    assert con.execute("select status, attempts, failures from ledger.sends").fetchone() == ("failed", 1, 1)
+    assert not path.exists()
