@@ -407,3 +407,15 @@ def test_long_malformed_records_are_quarantined_not_a_unicode_error(env):
     assert rows[1][2].startswith("satisfaction: '9x' is not a valid integer")
     assert "a quoted value opened in this record is never closed" in rows[2][2]
     assert con.execute("select response_id from raw.survey_responses order by 1").fetchall() == [("R1",), ("R3",)]
+
+
+def test_a_warehouse_from_before_rejected_nights_gets_the_reason_column(env):
+    exports, archive, con = env
+    con.execute("create schema raw")
+    con.execute("""create table raw._load_log (night date, file_name varchar, checksum varchar, rows_read bigint,
+        rows_inserted bigint, rows_updated bigint, rows_quarantined bigint, status varchar, loaded_at timestamp,
+        seconds double, encoding varchar, file_size bigint, file_mtime_ns bigint)""")
+    orders_night(exports, N29, order("O1", updated_at="2026-11-29 09:00:00", total="7"))
+    with pytest.raises(NightRejected):
+        load_pending(con, CsvExportSource(exports), through=N29, archive_dir=archive, gate=TotalsGate())
+    assert con.execute("select status, reason like '%O1%' from raw._load_log").fetchall() == [("rejected", True)]
