@@ -6,6 +6,7 @@ Run `kizuna docs export-format` after changing the format; a test checks the fil
 from __future__ import annotations
 
 from connectors.sources.export_format import DUCKDB_TYPES, ENCODINGS, EXPORT_FILES, TYPE_FORMATS
+from connectors.sources.loader import MAX_RECORD_BYTES
 
 
 def _cell(text: str) -> str:
@@ -22,7 +23,7 @@ exports folder (`KIZUNA_EXPORTS_DIR`, by default `data/exports`):
 
 ```
 exports/
-  shop.json              # optional, ignored by the loader
+  shop.json              # optional, not read by the loader
   2025-03-01/
     customers.csv
     orders.csv
@@ -36,10 +37,17 @@ exports/
   usually a full one: the same files holding the whole history.
 * A **missing file** means that table had no new or changed rows that night (the same as
   a file with only the header line, or an empty file).
-* Anything else in the exports folder (folders not named like a date, such as `archive`,
-  other files) is ignored, and so are files with other names inside a night folder.
+* Anything else in the exports folder (folders not named like a real date, such as
+  `archive` or `2026-13-40`, other files) is not loaded, and neither are files with other
+  names inside a night folder. Each run's log names every such entry and why, with the
+  name probably meant (`2025-03-01/order.csv: ignored: not an export file name; did you mean
+  orders.csv?`); `shop.json` and names starting with a dot are expected and not reported.
+* **Symbolic links are not followed.** A night folder or an export file that is a link
+  stops the load with an error naming it (its target is not read): put the folder or file
+  itself there.
 * Nights are loaded oldest first; a run loads every night not loaded yet up to the night
-  it processes.
+  it processes, and stops at the first night that cannot be loaded or is refused by the
+  data-quality check (see "One transaction per night, checked before it is kept").
 
 ## Files, encodings and CSV dialect
 
@@ -50,11 +58,18 @@ exports/
   and most Japanese cart systems). The setting `source_encoding` (`KIZUNA_SOURCE_ENCODING`) is `auto` (default),
   {" or ".join(f"`{e}`" for e in ENCODINGS)}. With `auto` a file is read as UTF-8 when the
   whole file is valid UTF-8, otherwise as CP932. A file that is neither stops the night
-  with an error naming the file, the byte offset and the line.
+  with an error naming the file, the byte offset and the line. A file that starts with a
+  UTF-8 BOM is UTF-8 whatever the setting: a BOM in front of a body that is not UTF-8 (a
+  CP932 file with a BOM glued on) stops the night with an error saying exactly that.
 * Columns: every **required** column must be in the header, otherwise the night stops with
-  an error naming the file and the missing column(s). Optional columns may be left out
-  (they load as null). Columns not listed here are ignored (the load logs a warning).
+  an error naming the file and the missing column(s). Optional columns may be left out:
+  rows already loaded **keep** their stored values for them, new rows get null (to clear a
+  value, send the column with an empty value). Columns not listed here are ignored (the
+  load logs a warning).
 * An empty value means null.
+* A record (one line, or several when a quoted value holds line breaks) may be at most
+  {MAX_RECORD_BYTES:,} bytes; a longer one is quarantined with its length (it is usually a quote
+  that is never closed).
 
 ## Column types
 
@@ -86,12 +101,26 @@ If one file holds the same key more than once, the row with the newest `updated_
 kept (on a tie, the later line) and the others are quarantined with the reason
 `duplicate key in file`.
 
-### One transaction per night
+A row whose `updated_at` is later than the end of its night (midnight after it, Japan
+time) plus one day is quarantined, not merged: a version dated in the future (say
+`9999-12-31`) would otherwise win against every later change of that key, an erasure
+included. (A stored version that is already beyond its night's end plus one day is
+replaced by the next valid version of its key.)
+
+### One transaction per night, checked before it is kept
 
 All files of a night load in one transaction. If any file of the night cannot be loaded
 (undecodable, a required column missing from the header), nothing of that night is
 written, the raw tables stay exactly as they were, and the run stops with a message naming
 the file and what to fix. Fix or re-export the file and run the night again.
+
+The data-quality check of the raw data runs on each night's rows inside that transaction,
+before they are committed: every night that loads anything is checked (a catch-up night, a
+folder that arrives late for an older night, a re-sent file, a night refused before). If
+the check refuses the night, nothing of it is kept (no rows, no quarantine, no archive
+copy), its files are logged with status `rejected`, and the run stops there: later nights
+are not loaded until the refused night is fixed (its files, or the check's threshold) and
+passes. The error names the night, why it was refused and which nights were loaded.
 
 ### Quarantine
 
@@ -101,7 +130,9 @@ rest of the file loads. Reasons:
 * the line cannot be parsed as CSV (e.g. the wrong number of fields);
 * a value does not match its column's type (`birth_date: '1990/13/45' is not a valid date ...`);
 * a required or key column is empty;
-* `duplicate key in file` (an older version of a key that appears again in the same file).
+* `duplicate key in file` (an older version of a key that appears again in the same file);
+* `updated_at ... is after the night's end + 1 day` (see above);
+* `the record is too long` (more than """ + f"{MAX_RECORD_BYTES:,}" + """ bytes).
 
 `raw._quarantine` has `night`, `file_name`, `line` (the CSV record number, header = 1; the
 same as the line number unless a quoted value holds a line break), `key`, `reason`,
@@ -113,9 +144,11 @@ were quarantined.
 
 `raw._load_log` has one row per file and load: `night`, `file_name`, `checksum` (SHA-256 of
 the original file), `rows_read`, `rows_inserted`, `rows_updated`, `rows_quarantined`,
-`status` (`loaded` or `skipped`), `loaded_at` (UTC), `seconds`, `encoding`, `file_size`,
-`file_mtime_ns`. Rows read but neither inserted, updated nor quarantined were versions
-already loaded (equal or older `updated_at`).
+`status` (`loaded`, `skipped`, or `rejected`: loaded, then refused by the check and not
+kept), `loaded_at` (UTC), `seconds`, `encoding`, `file_size`, `file_mtime_ns` and `reason`
+(why a file was rejected). Rows read but neither inserted, updated nor quarantined were
+versions already loaded (equal or older `updated_at`). A night with only `rejected` rows
+is not loaded: the next run loads and checks it again.
 
 * Loading a night again whose files are unchanged changes nothing: each file is `skipped`
   (same checksum as last loaded), no rows are added to the raw tables or the quarantine.

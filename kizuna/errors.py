@@ -15,3 +15,12 @@ class QualityGateFailed(KizunaError):
 
 class ScenarioError(KizunaError):
     """A scenario file is invalid."""
+
+
+class NightRejected(ExportError):
+    """A night was refused (its check failed, or a file could not be loaded): nothing of it was kept,
+    later nights were not loaded. `.night`, `.cause` (the underlying error), `.loaded` (nights committed before)."""
+
+    def __init__(self, message: str, night=None, cause: BaseException | None = None, loaded=()) -> None:
+        super().__init__(message)
+        self.night, self.cause, self.loaded = night, cause, list(loaded)

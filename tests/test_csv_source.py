@@ -129,10 +129,10 @@ def test_a_failure_while_writing_rolls_back_the_files_already_merged(env, monkey
     write(exports, N2, "orders", csv_text("orders", [order("O1")]))
     real = loader._load_file
 
-    def failing(con, p, loaded_at):
+    def failing(con, p, *args):
         if p.ref.table == "orders":
             raise ExportError("orders.csv: simulated failure after customers.csv was merged")
-        return real(con, p, loaded_at)
+        return real(con, p, *args)
 
     monkeypatch.setattr(loader, "_load_file", failing)
     with pytest.raises(ExportError, match="simulated"):

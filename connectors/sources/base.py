@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from connectors.sources.export_format import ExportFile
+from kizuna.errors import ExportError
 
 
 @dataclass(frozen=True)
@@ -50,4 +51,29 @@ class ExportSource(ABC):
         """The export files present for `night`, in `EXPORT_FILES` order.
 
         A file that is absent means that table had no new or changed rows that night.
+        Raises `ExportError` for an entry the loader must not read (e.g. a symbolic link).
         """
+
+    def files_dir(self, night: date) -> Path | None:
+        """The local folder holding `night`'s original files (the gate may read them there),
+        or None when the source has no such folder."""
+        return None
+
+    def ignored(self, night: date | None = None) -> list[str]:
+        """What the source saw but will not load, one sentence each saying what and why.
+
+        Without `night`: everything (the exports root and every night); with it: that
+        night's entries only. A source that ignores nothing returns an empty list.
+        """
+        return []
+
+
+def link_refused(what: str, instead: str) -> ExportError:
+    """The error for a symbolic link found among the exports: named, never followed.
+
+    A link could point anywhere (a system file, another shop's export): reading it would
+    load, archive or print in an error message what is not this shop's export.
+    """
+    return ExportError(
+        f"{what} is a symbolic link: kizuna does not follow links among the exports, so its "
+        f"target was not read. Put {instead} there instead of the link, then run the night again.")
