@@ -1,8 +1,9 @@
-"""The nightly flow: ingest → load events → raw-data gate → dbt build → mart gate → campaign sends → report.
+"""The nightly flow: ingest (each night gated) → load events → dbt build → mart gate → campaign sends → report.
 
 Orchestration only: each task calls one stage of `kizuna.stages`, where the work is.
 A failing stage raises, and Prefect stops everything downstream of it: a raw-data
-error means nothing is modelled, a mart error means nothing is sent.
+error (the gate runs on each night inside the ingest, before the night is kept) means
+nothing is modelled, a mart error means nothing is sent.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from kizuna.runlock import record_prefect_server, run_lock
 
 # Nothing here is cached or retried: every stage is idempotent by design (merge on keys,
 # checksummed loads, the send ledger), and a blind retry of a send is never safe.
-ingest = task(stages.ingest, name="ingest", cache_policy=NO_CACHE)
+ingest = task(stages.ingest, name="ingest and raw-data gate", cache_policy=NO_CACHE)
 load_events = task(stages.load_events, name="load events", cache_policy=NO_CACHE)
-gate_raw = task(stages.gate_raw, name="raw-data gate", cache_policy=NO_CACHE)
 build_marts = task(stages.build_marts, name="dbt build", cache_policy=NO_CACHE)
 gate_marts = task(stages.gate_marts, name="mart gate", cache_policy=NO_CACHE)
 send_campaigns = task(stages.send_campaigns, name="campaign sends", cache_policy=NO_CACHE)
@@ -36,10 +36,10 @@ def nightly(night: date | None = None) -> stages.NightlyOutcome:
     settings = get_settings()
     with run_lock(settings.data_dir):
         record_prefect_server(settings.data_dir)
-        outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night))
+        outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night),
+                                        ignored=stages.ignored_exports(settings))
         outcome.loads = ingest(settings, outcome.night)
         outcome.events = load_events(settings)
-        outcome.raw_gate = gate_raw(settings, outcome.night)
         outcome.build = build_marts(settings, outcome.run_date)
         outcome.mart_gate = gate_marts(settings)
         outcome.campaigns = send_campaigns(settings, outcome.run_date)

@@ -85,9 +85,18 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
         console.print("Loaded     nothing new: every export was already loaded")
     if outcome.events is not None:
         console.print(f"Feedback   {outcome.events.summary()}")
-    for gate in (outcome.raw_gate, outcome.mart_gate):
-        console.print(f"Checks     {gate.gate}: {gate.passed}/{len(gate.outcomes)} passed"
-                      + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
+    for load in outcome.loads:
+        if load.gate is not None:
+            gate = load.gate
+            console.print(f"Checks     {gate.gate} of night {load.night}: {gate.passed}/{len(gate.outcomes)} passed"
+                          + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
+    if not outcome.raw_gates:
+        console.print("Checks     raw data: nothing new to check")
+    for note in outcome.ignored:
+        console.print(f"Ignored    {note}", highlight=False)
+    gate = outcome.mart_gate
+    console.print(f"Checks     {gate.gate}: {gate.passed}/{len(gate.outcomes)} passed"
+                  + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
     console.print(f"Models     {outcome.build.summary()}")
     table = Table("scenario", "step", "channel", "status", "messages", title="Campaign messages", title_justify="left")
     for (scenario, step, channel, status), n in sorted(outcome.campaigns.delivered.items()):

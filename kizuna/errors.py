@@ -10,7 +10,13 @@ class ExportError(KizunaError):
 
 
 class QualityGateFailed(KizunaError):
-    """A data-quality check of severity `error` failed: the run stops before sending."""
+    """A data-quality check of severity `error` failed: the run stops before sending.
+
+    `result` is the gate's `kizuna.quality.GateResult` (every check, passed or not)."""
+
+    def __init__(self, message: str, result=None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class ScenarioError(KizunaError):

@@ -373,7 +373,7 @@ def build_context(con: duckdb.DuckDBPyConnection, settings: Settings, outcome: "
         # relative to the page, so the link works and the page names no machine path
         "outbox": Path(os.path.relpath(settings.outbox_dir, settings.reports_dir)).as_posix(),
         "quality_link": quality_page.name if quality_page.exists() else None,
-        "gates": [g for g in (outcome.raw_gate, outcome.mart_gate) if g is not None],
+        "gates": [*outcome.raw_gates, *([outcome.mart_gate] if outcome.mart_gate else [])],
         "stages": stages, "stages_svg": stages_svg,
         "retention": _section("cohort_retention_monthly", marts, lambda: _retention(con)),
         "rfm": _section("customer_rfm", marts, lambda: _rfm(con)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from connectors.sources.csv_export import CsvExportSource
 from connectors.sources.loader import NightLoadResult, load_pending
 from kizuna import modelling, quality, report
 from kizuna.config import Settings
-from kizuna.errors import KizunaError
+from kizuna.errors import KizunaError, NightRejected, QualityGateFailed
 from kizuna.warehouse import connect as _connect
 
 if TYPE_CHECKING:
@@ -34,8 +34,8 @@ class NightlyOutcome:
     """What one nightly run did, stage by stage (a stage that did not run stays None)."""
 
     night: date
-    loads: list[NightLoadResult] = field(default_factory=list)
-    raw_gate: quality.GateResult | None = None
+    loads: list[NightLoadResult] = field(default_factory=list)  # each night loaded, with its raw-data gate
+    ignored: list[str] = field(default_factory=list)  # what the exports folder holds that was not loaded, and why
     build: modelling.BuildResult | None = None
     mart_gate: quality.GateResult | None = None
     campaigns: CampaignResult | None = None
@@ -45,6 +45,11 @@ class NightlyOutcome:
     @property
     def run_date(self) -> date:
         return send_date_for(self.night)
+
+    @property
+    def raw_gates(self) -> list[quality.GateResult]:
+        """The raw-data gate of every night this run loaded, oldest first (none: nothing new)."""
+        return [r.gate for r in self.loads if r.gate is not None]
 
 
 class DeliveryIncomplete(KizunaError):
@@ -64,6 +69,11 @@ def source_for(settings: Settings) -> CsvExportSource:
     return CsvExportSource(settings.exports_dir, encoding=settings.source_encoding)
 
 
+def ignored_exports(settings: Settings) -> list[str]:
+    """Every folder or file of the exports folder that is not loaded, with the reason (for the summary)."""
+    return source_for(settings).ignored()
+
+
 def resolve_night(settings: Settings, night: date | None) -> date:
     """The night to process: the one asked for, or the newest export available."""
     nights = source_for(settings).nights()
@@ -80,11 +90,38 @@ def resolve_night(settings: Settings, night: date | None) -> date:
 
 
 def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
+    """Load every night up to `night` not loaded yet, oldest first, each checked before it is kept.
+
+    The raw-data gate runs on each night's rows inside that night's transaction: a night with
+    an error is rolled back (nothing of it stays in raw to mislead a later night), the nights
+    after it wait, and the run stops with the gate's findings (`QualityGateFailed`). Every
+    night's quality page is written, refused or not.
+    """
+    config = quality.load_config(settings.quality_config)
+
+    def gate(con, checked: date, files_dir: Path | None) -> quality.GateResult:
+        result = quality.check_raw_night(con, checked, config=config, files_dir=files_dir)
+        page = quality.write_quality_page(settings.reports_dir, checked, result, config.sources)
+        log.log(logging.WARNING if result.errors or result.warnings else logging.INFO, "night %s: %s",
+                checked, result.summary())
+        log.info("quality report: %s", page)
+        result.raise_on_error()
+        return result
+
+    slack = timedelta(days=int(config.settings.get("future_slack_days", 1)))
     with connect(settings) as con:
         # Beyond the cap the loader's temporary tables spill to disk. At 1M customers the first
         # load peaked at 4.2 GiB without it and 1.7 GiB with 1500MB, no slower (`python -m bench`).
         con.execute("set memory_limit = ?", [settings.duckdb_memory_limit])
-        results = load_pending(con, source_for(settings), through=night, archive_dir=settings.archive_dir)
+        try:
+            results = load_pending(con, source_for(settings), through=night, archive_dir=settings.archive_dir,
+                                   gate=gate, future_slack=slack)
+        except NightRejected as exc:
+            for r in exc.loaded:
+                log.info("ingest %s", r.summary())
+            if isinstance(exc.cause, QualityGateFailed):  # the gate's verdict, with the nights' story
+                raise QualityGateFailed(str(exc), result=exc.cause.result) from None
+            raise
     for r in results:
         log.info("ingest %s", r.summary())
     return results
@@ -96,18 +133,6 @@ def load_events(settings: Settings) -> "EventsLoadResult":
     from kizuna.events.load import load_events as load
 
     return load(settings, load_scenarios())
-
-
-def gate_raw(settings: Settings, night: date) -> quality.GateResult:
-    """The raw-data gate on the night's batch; an error stops the run before dbt (warnings go on)."""
-    config = quality.load_config(settings.quality_config)
-    with connect(settings) as con:
-        result = quality.check_raw_night(con, night, config=config, archive_dir=settings.archive_dir)
-    page = quality.write_quality_page(settings.reports_dir, night, result, config.sources)
-    log.log(logging.WARNING if result.errors or result.warnings else logging.INFO, "%s", result.summary())
-    log.info("quality report: %s", page)
-    result.raise_on_error()
-    return result
 
 
 def build_marts(settings: Settings, run_date: date) -> modelling.BuildResult:

@@ -119,7 +119,8 @@ class GateResult:
             raise QualityGateFailed(
                 self.summary() + "\nThe run stopped here: nothing was "
                 + ("modelled or sent" if self.gate == "raw data" else "sent")
-                + ". Fix the export (or the check's threshold in the quality config) and run the night again."
+                + ". Fix the export (or the check's threshold in the quality config) and run the night again.",
+                result=self,
             )
 
     def to_dict(self) -> dict[str, Any]:
