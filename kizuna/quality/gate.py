@@ -230,11 +230,13 @@ def _shown(check: Check, value: Any, personal: frozenset[str]) -> Any:
     if check.kind != "expectation":  # SQL and builtin checks compose their own text
         if check.columns and check.columns[0] in personal and value is not None:
             return mask_value(check.columns[0], value)
-        return mask_contacts_in(value) if isinstance(value, str) else value
+        return mask_contacts_in(value) if isinstance(value, str) else _shown_in("", value, personal)
     return _shown_in(check.columns[0] if check.columns else "", value, personal)
 
 
 def _shown_in(column: str, value: Any, personal: frozenset[str]) -> Any:
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # np.int64(5530) -> 5530: read as a number in the summary and the JSON
     if column in personal:
         return mask_value(column, value)
     return escape_unsafe(value) if isinstance(value, str) else value
@@ -529,13 +531,6 @@ def _ge_error(result: Any) -> str | None:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-                            [schema, table]).fetchone()[0]
-                or con.execute("select count(*) from duckdb_views() where schema_name = ? and view_name = ?",
-                               [schema, table]).fetchone()[0])
-
-
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 _WIDE_TYPES = {"HUGEINT", "UHUGEINT"}
 
@@ -564,20 +559,26 @@ def _fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, night: date | None) -
 
     pandas would make HUGEINT float64, where 2**63 + 550 == 2**63 and an overflowing total
     would compare equal to its expected value. Values within BIGINT (every real night) come
-    as int64; only when some value is beyond it is the column read again as Python ints.
+    as int64; only when some value is beyond it (or null) is the column read again, as Python
+    ints and None.
+    (Plain `execute`: a parameterised `con.sql()` relation converts to pandas ten times slower.)
     """
     import pandas as pd
 
-    rel = con.sql(sql, params={"night": night} if night is not None else None)
-    wide = [c for c, t in zip(rel.columns, rel.types) if str(t) in _WIDE_TYPES]
+    params = {"night": night} if night is not None else {}
+    columns = [(d[0], str(d[1])) for d in con.execute(f"select * from ({sql}) limit 0", params).description]
+    wide = [c for c, t in columns if t in _WIDE_TYPES]
     if not wide:
-        return rel.df()
-    beyond = " or ".join(f"(try_cast({_q(c)} as bigint) is null and {_q(c)} is not null)" for c in wide)
-    frame = rel.project(", ".join(f"try_cast({_q(c)} as bigint) as {_q(c)}" if c in wide else _q(c)
-                                  for c in rel.columns) + f", {beyond} as {_q('_kz_beyond')}").df()
-    if not frame.pop("_kz_beyond").any():
+        return con.execute(sql, params).df()
+    # A null (a derived value try() could not compute) takes the exact path too: as pandas' nullable
+    # Int64 it would make GE's `total == expected_total` NA, which GE cannot judge ("boolean value of NA").
+    beyond = " or ".join(f"try_cast({_q(c)} as bigint) is null" for c in wide)
+    narrow = ", ".join(f"try_cast({_q(c)} as bigint) as {_q(c)}" if c in wide else _q(c) for c, _ in columns)
+    frame = con.execute(f"select {narrow}, {beyond} as _kz_beyond from ({sql})", params).df()
+    if not frame.pop("_kz_beyond").any():  # bool_or over the rows, in pandas: no second query
         return frame
-    frame = rel.project(", ".join(f"{_q(c)}::varchar as {_q(c)}" if c in wide else _q(c) for c in rel.columns)).df()
+    exact = ", ".join(f"{_q(c)}::varchar as {_q(c)}" if c in wide else _q(c) for c, _ in columns)
+    frame = con.execute(f"select {exact} from ({sql})", params).df()
     for c in wide:
         frame[c] = pd.Series([None if v is None or v != v else int(v) for v in frame[c].tolist()],
                              index=frame.index, dtype=object)
@@ -596,13 +597,16 @@ def _frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Check], co
     for c in checks:
         if c.kind == "expectation":
             by_table.setdefault(c.table, []).append(c)
+    columns: dict[str, dict[str, str]] = {}  # of every table and view of the schema, in one query
+    for table, column, data_type in con.execute("select table_name, column_name, data_type from duckdb_columns() "
+                                                "where schema_name = ?", [schema]).fetchall():
+        columns.setdefault(table, {})[column] = data_type
     for table, mine in by_table.items():
-        if not _table_exists(con, schema, table):
+        if table not in columns:
             failed += _could_not_run(mine, f"table {schema}.{table} does not exist")
             continue
         derived = config.derived.get(table, {})
-        types = dict(con.execute("select column_name, data_type from duckdb_columns() "
-                                 "where schema_name = ? and table_name = ?", [schema, table]).fetchall())
+        types = columns[table]
         for c in mine:
             absent = [col for col in c.columns if col not in types and col not in derived]
             if absent:
