@@ -173,6 +173,12 @@ def test_a_frame_that_cannot_be_read_fails_its_tables_checks_only(con):
     assert result.failed("customers.key_unique") is None
 
 
+def test_a_setting_of_the_wrong_type_is_a_clear_error_not_a_traceback(con):
+    config = with_overrides({"settings": {"examples": "five"}})
+    with pytest.raises(KizunaError, match="quality config: a setting has the wrong type"):
+        quality.check_raw_night(con, NIGHT, config=config)
+
+
 def test_both_shapes_of_ges_exception_info_are_read():
     from kizuna.quality.gate import _ge_error
 

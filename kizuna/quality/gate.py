@@ -625,8 +625,12 @@ def _frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Check], co
 def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | None, config: QualityConfig,
          files_dir: Path | None, ledger: Path | None) -> GateResult:
     started = time.perf_counter()
-    params = _runtime_params(config, night)
-    examples = int(config.settings.get("examples", 5))
+    try:
+        params = _runtime_params(config, night)
+        examples = int(config.settings.get("examples", 5))
+    except (TypeError, ValueError) as exc:  # e.g. `examples: five` in an override
+        raise KizunaError(f"quality config: a setting has the wrong type ({exc}); "
+                          f"see the settings in {', '.join(str(p) for p in config.sources)}") from None
     checks = _checks(config, "raw" if schema == "raw" else "marts", params)
     frames, outcomes = _frames(con, schema, checks, config, night)
     unreadable = {o.check.name for o in outcomes}
