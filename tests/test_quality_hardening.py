@@ -107,6 +107,17 @@ def test_a_derived_value_that_cannot_be_computed_even_widened_fails_its_row(con)
     assert outcome.error is None and (5, None) in outcome.examples
 
 
+def test_a_shops_derived_column_that_needs_its_columns_own_types_still_runs(con):
+    # to_days() takes INTEGER/BIGINT, not HUGEINT: the frame is read again without widening
+    config = with_overrides({
+        "derived": {"orders": {"shipping_days": "to_days(shipping_fee)"}},
+        "raw": [{"name": "orders.shipping_days_known", "table": "orders", "column": "shipping_days",
+                 "expectation": "ExpectColumnValuesToNotBeNull", "severity": "error"}]})
+    result = quality.check_raw_night(con, NIGHT, config=config)
+    assert not result.errors, result.summary()
+    assert "orders.shipping_days_known" in {o.check.name for o in result.outcomes if o.success}
+
+
 def test_an_absurd_amount_is_named_for_what_it_is_and_the_bound_is_a_setting(con):
     add_order(con, "O9", subtotal=250_000_000, discount=0, shipping=550)
     outcome = quality.check_raw_night(con, NIGHT).failed("orders.amounts_plausible")

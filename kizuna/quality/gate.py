@@ -540,13 +540,13 @@ def _q(name: str) -> str:
 
 
 def _frame_sql(schema: str, table: str, cols: list[str], derived: dict[str, str], types: dict[str, str],
-               night: date | None) -> str:
+               night: date | None, widen: bool = True) -> str:
     """The query of one table's frame. Derived columns are computed over the table with its
     integer columns widened to HUGEINT, so `subtotal - discount + shipping_fee` of amounts near
     the INT64 limit is computed, not an overflow error; `try()` turns anything that still fails
     into null, which the check comparing it reports as a failed row."""
     source = f"select * from {schema}.{_q(table)}" + (" where _night = $night" if night is not None else "")
-    widened = [c for c, t in types.items() if t in _INTEGER_TYPES] if any(c in derived for c in cols) else []
+    widened = [c for c, t in types.items() if t in _INTEGER_TYPES] if widen and any(c in derived for c in cols) else []
     if widened:
         source = f"select * replace ({', '.join(f'{_q(c)}::hugeint as {_q(c)}' for c in widened)}) from ({source})"
     select = [f"try({derived[c]}) as {_q(c)}" if c in derived
@@ -598,8 +598,9 @@ def _frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Check], co
         if c.kind == "expectation":
             by_table.setdefault(c.table, []).append(c)
     columns: dict[str, dict[str, str]] = {}  # of every table and view of the schema, in one query
-    for table, column, data_type in con.execute("select table_name, column_name, data_type from duckdb_columns() "
-                                                "where schema_name = ?", [schema]).fetchall():
+    for table, column, data_type in con.execute(
+            "select table_name, column_name, data_type from duckdb_columns() "
+            "where database_name = current_database() and schema_name = ?", [schema]).fetchall():
         columns.setdefault(table, {})[column] = data_type
     for table, mine in by_table.items():
         if table not in columns:
@@ -616,7 +617,10 @@ def _frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Check], co
             continue
         cols = list(dict.fromkeys(col for c in mine for col in c.columns))
         try:
-            frames[table] = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night), night)
+            try:
+                frames[table] = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night), night)
+            except duckdb.Error:  # a shop's derived expression may need its columns' own types (e.g. to_days)
+                frames[table] = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night, False), night)
         except Exception as exc:  # e.g. a derived expression that does not parse
             failed += _could_not_run(mine, f"cannot read {schema}.{table}: {_error_message(exc)}")
     return frames, failed
