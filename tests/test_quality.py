@@ -88,7 +88,8 @@ def test_a_malformed_email_is_a_warning_that_does_not_stop_the_run(con):
     assert failed(result) == {("customers.email_format", "warning"), ("customers.email_no_fullwidth", "warning"),
                               ("customers.email_no_spaces", "warning")}
     warning = result.failed("customers.email_no_fullwidth")
-    assert warning.unexpected_count == 1 and "ｈａｎａｋｏ@example.jp " in warning.examples
+    # the example is masked (kizuna/masking.py) but still shows what is wrong: full-width, a trailing space
+    assert warning.unexpected_count == 1 and warning.examples == ["ｈ***@example.jp "]
     result.raise_on_error()
 
 

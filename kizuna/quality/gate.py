@@ -17,7 +17,8 @@ import csv
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from typing import Any, Literal
 import duckdb
 
 from kizuna.errors import KizunaError, QualityGateFailed
+from kizuna.masking import escape_unsafe, mask_contacts_in, mask_value
 from kizuna.quality.config import QualityConfig, load_config
 
 log = logging.getLogger("kizuna.quality")
@@ -198,6 +200,56 @@ def _checks(config: QualityConfig, gate: str, params: dict[str, Any]) -> list[Ch
     return out
 
 
+# -- errors and masking ----------------------------------------------------------------------
+
+
+def _error_message(exc: BaseException, limit: int = 300) -> str:
+    """One line saying what went wrong, for a check that could not run.
+
+    DuckDB's first line names the kind and the cause ("Conversion Error: Overflow in ...");
+    other libraries' messages (pydantic's, GE's) are folded onto one line. E-mail addresses
+    and phone numbers a message may quote from the data are masked.
+    """
+    text = str(exc).strip()
+    if isinstance(exc, duckdb.Error):
+        text = text.splitlines()[0] if text else type(exc).__name__
+    else:
+        text = f"{type(exc).__name__}: " + " ".join(text.split()) if text else type(exc).__name__
+    text = mask_contacts_in(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _could_not_run(checks: list[Check], error: str, rows: int | None = None) -> list[CheckOutcome]:
+    return [CheckOutcome(c, False, 0, [], rows, error) for c in checks]
+
+
+def _shown(check: Check, value: Any, personal: frozenset[str]) -> Any:
+    """An example value as it may be shown: masked when it comes from a personal column."""
+    if isinstance(value, tuple):  # pair and compound checks: one value per column
+        return tuple(_shown_in(check.columns[i] if i < len(check.columns) else "", v, personal)
+                     for i, v in enumerate(value))
+    if check.kind != "expectation":  # SQL and builtin checks compose their own text
+        if check.columns and check.columns[0] in personal and value is not None:
+            return mask_value(check.columns[0], value)
+        return mask_contacts_in(value) if isinstance(value, str) else _shown_in("", value, personal)
+    return _shown_in(check.columns[0] if check.columns else "", value, personal)
+
+
+def _shown_in(column: str, value: Any, personal: frozenset[str]) -> Any:
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # np.int64(5530) -> 5530: read as a number in the summary and the JSON
+    if column in personal:
+        return mask_value(column, value)
+    return escape_unsafe(value) if isinstance(value, str) else value
+
+
+def _masked(outcome: CheckOutcome, personal_columns: dict[str, frozenset[str]]) -> CheckOutcome:
+    """The outcome with its examples and error message safe to print, log and publish."""
+    personal = personal_columns.get(outcome.check.table, frozenset())
+    return replace(outcome, examples=[_shown(outcome.check, v, personal) for v in outcome.examples],
+                   error=mask_contacts_in(outcome.error) if outcome.error else outcome.error)
+
+
 # -- SQL checks ---------------------------------------------------------------------------
 
 
@@ -210,21 +262,24 @@ def _run_sql(con: duckdb.DuckDBPyConnection, check: Check, params: dict[str, Any
     sql = f"select value, count(*) over () as n from ({check.sql}) q limit {int(examples)}"
     try:
         rows = con.execute(sql, {n: values[n] for n in names}).fetchall()
-    except duckdb.Error as exc:
-        return CheckOutcome(check, False, 0, [], error=str(exc).splitlines()[0])
+    except Exception as exc:  # a failing query is this check's failure, not the gate's
+        return CheckOutcome(check, False, 0, [], error=_error_message(exc))
     count = rows[0][1] if rows else 0
     return CheckOutcome(check, count == 0, count, [r[0] for r in rows])
 
 
-def _export_header(check: Check, night: date, archive_dir: Path | None, examples: int) -> CheckOutcome | None:
-    """The header line of each file of the night as archived by the loader."""
+def _export_header(check: Check, files_dir: Path | None, examples: int) -> CheckOutcome | None:
+    """The header line of each of the night's original CSV files in `files_dir` (None: not checked).
+
+    The gate runs inside the loader's transaction, before any copy is archived, so it
+    reads the files the loader read.
+    """
     from connectors.sources.export_format import EXPORT_FILES_BY_TABLE
 
-    folder = archive_dir / night.isoformat() if archive_dir else None
-    if folder is None or not folder.is_dir():
+    if files_dir is None or not Path(files_dir).is_dir():
         return None
     problems = []
-    for path in sorted(folder.glob("*.csv")):
+    for path in sorted(Path(files_dir).glob("*.csv")):
         spec = EXPORT_FILES_BY_TABLE.get(path.stem)
         if spec is None:
             continue
@@ -334,97 +389,257 @@ def _batch_definition(gate: str, table: str) -> Any:
 
 
 def _validate_frames(gate: str, frames: dict[str, Any], checks: list[Check], examples: int) -> list[CheckOutcome]:
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-
+    """Every expectation check of `checks` on its table's frame; whatever goes wrong becomes an outcome."""
     outcomes: list[CheckOutcome] = []
     for table, frame in frames.items():
         mine = [c for c in checks if c.table == table and c.kind == "expectation"]
         if not mine:
             continue
-        # GE costs ~20 ms per expectation whatever the rows: skip the ones that cannot fail,
-        # i.e. on an empty batch, or column-map expectations (which ignore nulls) on all-null columns.
-        trivial = [c for c in mine if len(frame) == 0 or (
-            c.expectation in _NULL_IGNORING and all(frame[col].isna().all() for col in c.columns))]
-        outcomes += [CheckOutcome(c, True, 0, [], len(frame)) for c in trivial]
-        mine = [c for c in mine if c not in trivial]
-        if not mine:
-            continue
-        for c in mine:
-            if not hasattr(gxe, c.expectation):
-                raise KizunaError(f"quality check {c.name}: {c.expectation!r} is not a Great Expectations "
-                                  "expectation (e.g. ExpectColumnValuesToBeBetween); fix the quality config")
-        as_seconds = _dates_as_seconds(frame, mine)
-        batch = _batch_definition(gate, table).get_batch(batch_parameters={"dataframe": frame})
-        # Pass/fail first (cheaper); the failed ones again with counts and examples.
-        quick = batch.validate(_suite(gx, gxe, f"{gate}.{table}", mine, as_seconds), result_format="BOOLEAN_ONLY")
-        failed = [mine[r.expectation_config.meta["check"]] for r in quick.results if not r.success]
-        outcomes += [CheckOutcome(c, True, 0, [], len(frame)) for c in mine if c not in failed]
-        if not failed:
-            continue
-        result = batch.validate(_suite(gx, gxe, f"{gate}.{table}", failed, as_seconds),
-                                result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples})
-        for r in result.results:
-            c = failed[r.expectation_config.meta["check"]]
-            info = r.result or {}
-            error = None
-            if r.exception_info and r.exception_info.get("raised_exception"):
-                error = str(r.exception_info.get("exception_message"))[:200]
-            shown = list(info.get("partial_unexpected_list") or [])[:examples]
-            kind = as_seconds.get(c.columns[0]) if c.columns else None
-            if kind == "seconds":
-                shown = [_from_seconds(v) for v in shown]
-            elif kind == "int":
-                shown = [int(v) if isinstance(v, float) and v.is_integer() else v for v in shown]
-            outcomes.append(CheckOutcome(
-                c, bool(r.success), int(info.get("unexpected_count") or 0),
-                [tuple(v) if isinstance(v, list) else v for v in shown], len(frame), error))
+        try:
+            outcomes += _validate_table(gate, table, frame, mine, examples)
+        except Exception as exc:  # GE or pandas failing on this frame: its checks could not run
+            done = {o.check.name for o in outcomes}
+            outcomes += _could_not_run([c for c in mine if c.name not in done],
+                                       f"Great Expectations failed on {table}: {_error_message(exc)}", len(frame))
     return outcomes
 
 
-def _suite(gx: Any, gxe: Any, name: str, checks: list[Check], as_seconds: dict[str, str]) -> Any:
-    return gx.ExpectationSuite(name=name, expectations=[
-        getattr(gxe, c.expectation)(meta={"check": index}, **_ge_kwargs(c, as_seconds))
-        for index, c in enumerate(checks)])
+def _validate_table(gate: str, table: str, frame: Any, mine: list[Check], examples: int) -> list[CheckOutcome]:
+    import great_expectations as gx
+
+    # GE costs ~20 ms per expectation whatever the rows: skip the ones that cannot fail.
+    trivial = [c for c in mine if _cannot_fail(c, frame)]
+    outcomes = [CheckOutcome(c, True, 0, [], len(frame)) for c in trivial]
+    mine = [c for c in mine if c not in trivial]
+    if not mine:
+        return outcomes
+    as_seconds = _dates_as_seconds(frame, mine)
+    expectations, broken = _expectations(mine, as_seconds)
+    outcomes += [CheckOutcome(c, False, 0, [], len(frame), error) for c, error in broken]
+    if not expectations:
+        return outcomes
+    batch = _batch_definition(gate, table).get_batch(batch_parameters={"dataframe": frame})
+    # Pass/fail first (cheaper); the failed ones again with counts and examples.
+    quick = batch.validate(gx.ExpectationSuite(name=f"{gate}.{table}", expectations=list(expectations.values())),
+                           result_format="BOOLEAN_ONLY")
+    failed: list[Check] = []
+    for c, r in _by_check(mine, quick.results, expectations):
+        error = _ge_error(r)
+        if error:
+            outcomes.append(CheckOutcome(c, False, 0, [], len(frame), error))
+        elif r.success:
+            outcomes.append(CheckOutcome(c, True, 0, [], len(frame)))
+        else:
+            failed.append(c)
+    if not failed:
+        return outcomes
+    again, _ = _expectations(failed, as_seconds)
+    result = batch.validate(gx.ExpectationSuite(name=f"{gate}.{table}", expectations=list(again.values())),
+                            result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples})
+    for c, r in _by_check(failed, result.results, again):
+        info = r.result or {}
+        shown = list(info.get("partial_unexpected_list") or [])[:examples]
+        kind = as_seconds.get(c.columns[0]) if c.columns else None
+        if kind == "seconds":
+            shown = [_from_seconds(v) for v in shown]
+        elif kind == "int":
+            shown = [int(v) if isinstance(v, float) and v.is_integer() else v for v in shown]
+        outcomes.append(CheckOutcome(
+            c, bool(r.success), int(info.get("unexpected_count") or 0),
+            [tuple(v) if isinstance(v, list) else v for v in shown], len(frame), _ge_error(r)))
+    return outcomes
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-                            [schema, table]).fetchone()[0]
-                or con.execute("select count(*) from duckdb_views() where schema_name = ? and view_name = ?",
-                               [schema, table]).fetchone()[0])
+_REGEX_CHECKS = {"ExpectColumnValuesToMatchRegex", "ExpectColumnValuesToNotMatchRegex"}
+
+
+def _cannot_fail(check: Check, frame: Any) -> bool:
+    """Whether `check` passes without asking GE: an empty batch, a column-map expectation (which
+    ignores nulls) on an all-null column, or a regex check that pandas (as GE does:
+    `column.astype(str).str.contains(regex)` on the non-null values) finds nothing wrong with."""
+    if len(frame) == 0:
+        return True
+    if check.expectation in _NULL_IGNORING and all(frame[col].isna().all() for col in check.columns):
+        return True
+    if check.expectation in _REGEX_CHECKS and isinstance(check.kwargs.get("regex"), str) and check.columns:
+        try:
+            with warnings.catch_warnings():  # "has match groups": irrelevant to a yes/no answer
+                warnings.simplefilter("ignore", UserWarning)
+                hits = frame[check.columns[0]].dropna().astype(str).str.contains(check.kwargs["regex"], regex=True)
+        except Exception:  # e.g. a regex that does not compile: GE runs it and reports why
+            return False
+        return not hits.any() if check.expectation == "ExpectColumnValuesToNotMatchRegex" else bool(hits.all())
+    return False
+
+
+def _expectations(checks: list[Check], as_seconds: dict[str, str]) -> tuple[dict[int, Any], list[tuple[Check, str]]]:
+    """The GE expectation of each check (by its index in `checks`), and the checks whose
+    expectation cannot be built (an unknown name, a wrong keyword) with the reason."""
+    import great_expectations.expectations as gxe
+
+    built: dict[int, Any] = {}
+    broken: list[tuple[Check, str]] = []
+    for index, c in enumerate(checks):
+        if not hasattr(gxe, c.expectation):
+            broken.append((c, f"{c.expectation!r} is not a Great Expectations expectation "
+                              "(e.g. ExpectColumnValuesToBeBetween); fix the quality config"))
+            continue
+        try:
+            built[index] = getattr(gxe, c.expectation)(meta={"check": index}, **_ge_kwargs(c, as_seconds))
+        except Exception as exc:  # pydantic rejects the kwargs: say which, and run the others
+            broken.append((c, f"invalid {c.expectation} settings: {_error_message(exc)}"))
+    return built, broken
+
+
+def _by_check(checks: list[Check], results: list[Any], expectations: dict[int, Any]) -> list[tuple[Check, Any]]:
+    """Each result with its check (by the index in the expectation's meta); a check GE
+    returned no result for gets an error result instead of silently passing."""
+    pairs, seen = [], set()
+    for r in results:
+        index = int((r.expectation_config.meta or {})["check"])
+        pairs.append((checks[index], r))
+        seen.add(index)
+    for index in expectations:
+        if index not in seen:
+            pairs.append((checks[index], _NoResult()))
+    return pairs
+
+
+class _NoResult:
+    success = False
+    result: dict[str, Any] = {}
+    exception_info = {"raised_exception": True, "exception_message": "Great Expectations returned no result"}
+
+
+def _ge_error(result: Any) -> str | None:
+    """The message of the exception GE caught while running an expectation, if it caught one.
+
+    GE 1.x records it as one `ExceptionInfo` (keys `raised_exception`, `exception_message`)
+    when the expectation itself fails, but as a dict keyed by metric id of such entries
+    when a metric it needs fails (a regex that does not compile, a column pandas cannot
+    compare): both shapes are read.
+    """
+    info = getattr(result, "exception_info", None)
+    if not info or not hasattr(info, "get"):
+        return None
+    entries = [info] if "raised_exception" in info or "exception_message" in info else \
+        [v for v in info.values() if hasattr(v, "get")]
+    messages = list(dict.fromkeys(" ".join(str(e.get("exception_message") or "exception").split())
+                                  for e in entries if e.get("raised_exception")))
+    if not messages:
+        return None
+    text = mask_contacts_in("; ".join(messages))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+_WIDE_TYPES = {"HUGEINT", "UHUGEINT"}
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _frame_sql(schema: str, table: str, cols: list[str], derived: dict[str, str], types: dict[str, str],
+               night: date | None, widen: bool = True) -> str:
+    """The query of one table's frame. Derived columns are computed over the table with its
+    integer columns widened to HUGEINT, so `subtotal - discount + shipping_fee` of amounts near
+    the INT64 limit is computed, not an overflow error; `try()` turns anything that still fails
+    into null, which the check comparing it reports as a failed row."""
+    source = f"select * from {schema}.{_q(table)}" + (" where _night = $night" if night is not None else "")
+    widened = [c for c, t in types.items() if t in _INTEGER_TYPES] if widen and any(c in derived for c in cols) else []
+    if widened:
+        source = f"select * replace ({', '.join(f'{_q(c)}::hugeint as {_q(c)}' for c in widened)}) from ({source})"
+    select = [f"try({derived[c]}) as {_q(c)}" if c in derived
+              else f"cast({_q(c)} as {types[c]}) as {_q(c)}" if c in widened else _q(c) for c in cols]
+    return f"select {', '.join(select)} from ({source}) t"
+
+
+def _fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, night: date | None) -> Any:
+    """The query's rows as pandas, HUGEINT columns as exact integers.
+
+    pandas would make HUGEINT float64, where 2**63 + 550 == 2**63 and an overflowing total
+    would compare equal to its expected value. Values within BIGINT (every real night) come
+    as int64; only when some value is beyond it (or null) is the column read again, as Python
+    ints and None.
+    (Plain `execute`: a parameterised `con.sql()` relation converts to pandas ten times slower.)
+    """
+    import pandas as pd
+
+    params = {"night": night} if night is not None else {}
+    columns = [(d[0], str(d[1])) for d in con.execute(f"select * from ({sql}) limit 0", params).description]
+    wide = [c for c, t in columns if t in _WIDE_TYPES]
+    if not wide:
+        return con.execute(sql, params).df()
+    # A null (a derived value try() could not compute) takes the exact path too: as pandas' nullable
+    # Int64 it would make GE's `total == expected_total` NA, which GE cannot judge ("boolean value of NA").
+    beyond = " or ".join(f"try_cast({_q(c)} as bigint) is null" for c in wide)
+    narrow = ", ".join(f"try_cast({_q(c)} as bigint) as {_q(c)}" if c in wide else _q(c) for c, _ in columns)
+    frame = con.execute(f"select {narrow}, {beyond} as _kz_beyond from ({sql})", params).df()
+    if not frame.pop("_kz_beyond").any():  # bool_or over the rows, in pandas: no second query
+        return frame
+    exact = ", ".join(f"{_q(c)}::varchar as {_q(c)}" if c in wide else _q(c) for c, _ in columns)
+    frame = con.execute(f"select {exact} from ({sql})", params).df()
+    for c in wide:
+        frame[c] = pd.Series([None if v is None or v != v else int(v) for v in frame[c].tolist()],
+                             index=frame.index, dtype=object)
+    return frame
 
 
 def _frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Check], config: QualityConfig,
             night: date | None) -> tuple[dict[str, Any], list[CheckOutcome]]:
-    """One frame per table: the columns the GE checks name (plus derived ones), tonight's rows only for raw."""
-    frames, missing = {}, []
+    """One frame per table: the columns the GE checks name (plus derived ones), tonight's rows only for raw.
+
+    A table or column that does not exist, or a frame that cannot be read, is reported on
+    the checks that need it (the others run); it never stops the gate.
+    """
+    frames, failed = {}, []
     by_table: dict[str, list[Check]] = {}
     for c in checks:
         if c.kind == "expectation":
             by_table.setdefault(c.table, []).append(c)
+    columns: dict[str, dict[str, str]] = {}  # of every table and view of the schema, in one query
+    for table, column, data_type in con.execute(
+            "select table_name, column_name, data_type from duckdb_columns() "
+            "where database_name = current_database() and schema_name = ?", [schema]).fetchall():
+        columns.setdefault(table, {})[column] = data_type
     for table, mine in by_table.items():
-        if not _table_exists(con, schema, table):
-            missing += [CheckOutcome(c, False, 0, [], error=f"table {schema}.{table} does not exist") for c in mine]
+        if table not in columns:
+            failed += _could_not_run(mine, f"table {schema}.{table} does not exist")
             continue
         derived = config.derived.get(table, {})
+        types = columns[table]
+        for c in mine:
+            absent = [col for col in c.columns if col not in types and col not in derived]
+            if absent:
+                failed += _could_not_run([c], f"column(s) {', '.join(absent)} not in {schema}.{table}")
+        mine = [c for c in mine if all(col in types or col in derived for col in c.columns)]
+        if not mine:
+            continue
         cols = list(dict.fromkeys(col for c in mine for col in c.columns))
-        select = [f"{derived[col]} as \"{col}\"" if col in derived else f"\"{col}\"" for col in cols]
-        sql = f"select {', '.join(select)} from {schema}.\"{table}\""
-        if night is not None:
-            sql += " where _night = $night"
-        frames[table] = con.execute(sql, {"night": night} if night is not None else {}).df()
-    return frames, missing
+        try:
+            try:
+                frames[table] = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night), night)
+            except duckdb.Error:  # a shop's derived expression may need its columns' own types (e.g. to_days)
+                frames[table] = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night, False), night)
+        except Exception as exc:  # e.g. a derived expression that does not parse
+            failed += _could_not_run(mine, f"cannot read {schema}.{table}: {_error_message(exc)}")
+    return frames, failed
 
 
 def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | None, config: QualityConfig,
-         archive_dir: Path | None, ledger: Path | None) -> GateResult:
+         files_dir: Path | None, ledger: Path | None) -> GateResult:
     started = time.perf_counter()
-    params = _runtime_params(config, night)
-    examples = int(config.settings.get("examples", 5))
+    try:
+        params = _runtime_params(config, night)
+        examples = int(config.settings.get("examples", 5))
+    except (TypeError, ValueError) as exc:  # e.g. `examples: five` in an override
+        raise KizunaError(f"quality config: a setting has the wrong type ({exc}); "
+                          f"see the settings in {', '.join(str(p) for p in config.sources)}") from None
     checks = _checks(config, "raw" if schema == "raw" else "marts", params)
     frames, outcomes = _frames(con, schema, checks, config, night)
-    outcomes += _validate_frames(gate, frames, checks, examples)
+    unreadable = {o.check.name for o in outcomes}
+    outcomes += _validate_frames(gate, frames, [c for c in checks if c.name not in unreadable], examples)
     attached, ledger_error = False, None
     if any(c.requires == "ledger" for c in checks) and ledger is not None and Path(ledger).exists():
         names = {r[0] for r in con.execute("select database_name from duckdb_databases()").fetchall()}
@@ -445,7 +660,10 @@ def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | N
                     continue  # nothing planned yet: the audience invariant covers it
                 outcomes.append(_run_sql(con, c, params, examples))
             elif c.builtin == "export_header" and night is not None:
-                o = _export_header(c, night, archive_dir, examples)
+                try:
+                    o = _export_header(c, files_dir, examples)
+                except Exception as exc:  # e.g. a file the gate may not read
+                    o = CheckOutcome(c, False, 0, [], error=f"cannot read the night's files: {_error_message(exc)}")
                 if o is not None:
                     outcomes.append(o)
     finally:
@@ -453,15 +671,25 @@ def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | N
             con.execute("detach ledger")
     order = {c.name: i for i, c in enumerate(checks)}
     outcomes.sort(key=lambda o: order.get(o.check.name, 0))
-    result = GateResult(gate, outcomes, {t: len(f) for t, f in frames.items()}, night,
-                        time.perf_counter() - started)
+    personal = config.personal_columns
+    result = GateResult(gate, [_masked(o, personal) for o in outcomes], {t: len(f) for t, f in frames.items()},
+                        night, time.perf_counter() - started)
     return result
 
 
 def check_raw_night(con: duckdb.DuckDBPyConnection, night: date, config: QualityConfig | None = None,
-                    archive_dir: Path | None = None) -> GateResult:
-    """The raw-data gate: tonight's batch of each table, as loaded, plus cross-table and load-log checks."""
-    return _run("raw data", con, "raw", night, config or load_config(), archive_dir, None)
+                    files_dir: Path | None = None, *, archive_dir: Path | None = None) -> GateResult:
+    """The raw-data gate: tonight's batch of each table, as loaded, plus cross-table and load-log checks.
+
+    `files_dir` is the folder holding the night's original CSV files, whose header lines
+    the `export_header` check reads (None: that check is left out). `archive_dir` is the
+    former parameter, deprecated: its `<night>/` folder is used as `files_dir`.
+    """
+    if archive_dir is not None and files_dir is None:
+        warnings.warn("check_raw_night(archive_dir=...) is deprecated: pass files_dir, the folder of the "
+                      "night's CSV files", DeprecationWarning, stacklevel=2)
+        files_dir = Path(archive_dir) / night.isoformat()
+    return _run("raw data", con, "raw", night, config or load_config(), files_dir, None)
 
 
 def check_marts(con: duckdb.DuckDBPyConnection, config: QualityConfig | None = None,

@@ -28,7 +28,8 @@ code{font-size:.85rem} .bad{color:#b00;font-weight:bold} .warn{color:#a60;font-w
 <p>Generated {{ generated_at }}. Checks: <code>kizuna/quality/checks.yaml</code>{% if sources|length > 1 %}
  with overrides from <code>{{ sources[1:]|join(', ') }}</code>{% endif %}.
 An <b>error</b> stops the run (no dbt build after a raw-data error, no sends after a mart error);
-a <b>warning</b> is reported and the run goes on.</p>
+a <b>warning</b> is reported and the run goes on. Examples from personal columns are masked
+(<code>t***@example.com</code>, <code>090-****-5678</code>, <code>山***</code>): look the row up in the warehouse.</p>
 {% for g in gates %}
 <h2>{{ g.gate }}: {% if g.errors %}<span class="bad">stopped the run: {{ g.errors }} error(s)</span>
 {%- else %}<span class="ok">passed</span>{% endif %}{% if g.warnings %}, <span class="warn">{{ g.warnings }} warning(s)</span>{% endif %}</h2>
