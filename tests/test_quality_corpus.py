@@ -405,3 +405,36 @@ def test_the_clean_demo_passes_every_mart_check_and_sends(built, tmp_path):
     assert "marts" in page
     campaigns = stages.send_campaigns(settings, stages.send_date_for(TONIGHT))
     assert sum(campaigns.planned.values()) > 0  # the positive control: a clean night does send
+
+
+def test_every_night_a_run_loads_is_gated_before_it_is_kept(base, tmp_path):
+    """Defect 1 of the reliability probe: a broken night 21 and a clean night 22, loaded by one run. Before,
+    only night 22 was checked ("passed") and the run sent; night 21 stayed in raw, never checked again."""
+    root = tmp_path / "shop"
+    shutil.copytree(base / "exports", root / "exports")  # nothing loaded yet: the full history, 21 and 22 pending
+    orders = root / "exports" / YESTERDAY.isoformat() / "orders.csv"
+    original = orders.read_bytes()
+    header, rows = read_rows(orders)
+    rows[0]["total"] = str(int(rows[0]["total"]) + 1000)
+    rows[1]["total"] = "abc"
+    write_rows(orders, header, rows)
+    settings = settings_for(root)
+    with pytest.raises(QualityGateFailed) as raised:
+        run_night(settings)
+    message = str(raised.value)
+    assert f"Night {YESTERDAY} was refused" in message and "orders.total_adds_up" in message
+    assert f"{TONIGHT}" in message  # the night that waits for it
+    assert nothing_sent(settings)
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        kept = {r[0] for r in con.execute("select distinct _night from raw.orders").fetchall()}
+        assert YESTERDAY not in kept and TONIGHT not in kept and kept  # the history is in, 21 and 22 are not
+        assert con.execute("select count(*) from raw._load_log where night = ? and status = 'rejected'",
+                           [YESTERDAY]).fetchone()[0] > 0
+    # The next run, with night 21 still broken, checks it again and stops again.
+    with pytest.raises(QualityGateFailed, match=f"Night {YESTERDAY} was refused"):
+        run_night(settings)
+    orders.write_bytes(original)  # the shop re-exports night 21
+    outcome = run_night(settings)
+    assert [(r.night, r.gate.gate, not r.gate.errors) for r in outcome.loads] == [
+        (YESTERDAY, "raw data", True), (TONIGHT, "raw data", True)]
+    assert sum(outcome.campaigns.planned.values()) > 0
