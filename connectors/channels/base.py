@@ -14,7 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import ClassVar, Literal
+
+from kizuna.errors import KizunaError
 
 OutcomeStatus = Literal["sent", "failed", "unknown"]
 
@@ -90,3 +93,16 @@ class Channel(ABC):
 
 #: `resend_safe_for` of channels whose delivery is keyed by the send id itself (files).
 ALWAYS = timedelta.max
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Raise `KizunaError` unless files can be created in `folder` (created when missing): the
+    preflight of the channels that write files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise KizunaError(f"the {what} folder {folder} cannot be written ({exc.strerror or exc}); "
+                          "fix its permissions or free disk space") from None

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Callable, ClassVar
 from zoneinfo import ZoneInfo
 
-from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome
+from connectors.channels.base import (ALWAYS, NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome,
+                                      check_writable)
 from connectors.channels.safe_text import spreadsheet_cell
-from kizuna.errors import KizunaError
 
 _POSTAL = re.compile(r"^〒?\s*(\d{3}-?\d{4})\s*")
 
@@ -98,14 +98,7 @@ class ListChannel(Channel):
         return f"ListChannel({self.name}, {self.root}, encoding={self.encoding})"
 
     def preflight(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise KizunaError(f"the {self.prefix} folder {self.root} cannot be written ({exc.strerror or exc}); "
-                              "fix its permissions or free disk space") from None
+        check_writable(self.root, self.prefix)
 
     def files(self) -> list[Path]:
         return sorted(self.root.glob(f"*/{self.prefix}-*.csv"))

@@ -21,9 +21,8 @@ from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 from typing import ClassVar
 
-from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome
+from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome, check_writable
 from connectors.channels.safe_text import one_line
-from kizuna.errors import KizunaError
 
 
 class OutboxChannel(Channel):
@@ -44,14 +43,7 @@ class OutboxChannel(Channel):
         return f"OutboxChannel({self.folder})"
 
     def preflight(self) -> None:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            probe = self.folder / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise KizunaError(f"the outbox folder {self.folder} cannot be written ({exc.strerror or exc}); "
-                              "fix its permissions or free disk space") from None
+        check_writable(self.folder, "outbox")
 
     def _render(self, message: Message) -> tuple[str, bytes]:
         if message.channel == "email":
