@@ -173,6 +173,19 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
             con.close()
         return {"status": "ok", "sendgrid": sg_public_key is not None, "line": line_key is not None}
 
+    def store_batch(provider: str, body: bytes, batch, add) -> JSONResponse:
+        """Parse a signed body into its events and store them, or answer 400 (nothing stored)."""
+        try:
+            events = batch(payloads.parse_json(body))
+            con = store.connect(store_path)
+            try:
+                added = add(con, events)  # validates every event before writing
+            finally:
+                con.close()
+        except payloads.MalformedPayload as why:
+            return malformed(provider, why)
+        return JSONResponse({"received": len(events), "stored": added})
+
     @app.post("/webhooks/sendgrid")
     async def sendgrid_events(request: Request) -> JSONResponse:
         if sg_public_key is None:
@@ -201,16 +214,7 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
         # storing the rest would hide it behind a 200. SendGrid retries non-2xx answers for up to
         # 72 hours and events are deduplicated on sg_event_id, so once fixed the whole batch
         # arrives again and is stored exactly once; a half-stored batch could not be told apart.
-        try:
-            events = payloads.sendgrid_batch(payloads.parse_json(body))
-            con = store.connect(store_path)
-            try:
-                added = store.add_sendgrid_events(con, events)  # validates every event before writing
-            finally:
-                con.close()
-        except payloads.MalformedPayload as why:
-            return malformed("sendgrid", why)
-        return JSONResponse({"received": len(events), "stored": added})
+        return store_batch("sendgrid", body, payloads.sendgrid_batch, store.add_sendgrid_events)
 
     @app.post("/webhooks/line")
     async def line_events(request: Request) -> JSONResponse:
@@ -230,16 +234,7 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
         # One malformed event refuses the whole batch, for the reasons given for SendGrid above
         # (LINE redelivers failed webhooks when redelivery is on; events are deduplicated on
         # webhookEventId).
-        try:
-            events = payloads.line_batch(payloads.parse_json(body))
-            con = store.connect(store_path)
-            try:
-                added = store.add_line_events(con, events)  # validates every event before writing
-            finally:
-                con.close()
-        except payloads.MalformedPayload as why:
-            return malformed("line", why)
-        return JSONResponse({"received": len(events), "stored": added})
+        return store_batch("line", body, payloads.line_batch, store.add_line_events)
 
     return app
 
