@@ -61,6 +61,7 @@ N3 = N2 + timedelta(days=1)    # an older export is re-sent, and a new account w
 PERSON = "C9000007"
 NEW_ID = "C9000008"
 KEEP_ID = "C9000001"
+FAMILY_ID = "C9000009"  # registered before the erasure, shares the person's phone
 LINE_ID = "U" + "7e" * 16
 PERSON_ROW = {
     "customer_id": PERSON, "last_name": "消去", "first_name": "太郎左衛門", "last_name_kana": "ショウキョ",
@@ -74,6 +75,10 @@ KEEP_ROW = {
     "first_name_kana": "ハナコ", "gender": "female", "birth_date": "1980-01-01", "email": "keep-me@example.com",
     "phone": "090-1111-2222", "postal_code": "150-0001", "prefecture": "東京都", "city": "渋谷区",
     "address_line": "神宮前1-1-1", "line_user_id": "U" + "1a" * 16,
+}
+FAMILY_ROW = {
+    **KEEP_ROW, "customer_id": FAMILY_ID, "last_name": "共有", "first_name": "花", "last_name_kana": "キョウユウ",
+    "first_name_kana": "ハナ", "email": "family@example.com", "phone": "09077771234", "line_user_id": "",
 }
 COMMENT = "太郎左衛門です。090-7777-1234 にお電話ください"
 #: What must not be found anywhere after erasure (compared lower-case).
@@ -120,8 +125,9 @@ def order_rows(customer_id: str, order_id: str, day: date) -> tuple[dict, dict, 
 
 def write_night_1(exports: Path) -> None:
     folder = exports / N1.isoformat()
-    orders, lines, consents = zip(order_rows(PERSON, "O9000007", N1), order_rows(KEEP_ID, "O9000001", N1))
-    write_csv(folder, "customers", [PERSON_ROW, KEEP_ROW], "cp932")
+    orders, lines, consents = zip(order_rows(PERSON, "O9000007", N1), order_rows(KEEP_ID, "O9000001", N1),
+                                  order_rows(FAMILY_ID, "O9000009", N1))
+    write_csv(folder, "customers", [PERSON_ROW, KEEP_ROW, FAMILY_ROW], "cp932")
     write_csv(folder, "orders", list(orders), "cp932")
     write_csv(folder, "order_lines", list(lines), "cp932")
     write_csv(folder, "consents", [c for group in consents for c in group], "cp932")
@@ -275,7 +281,7 @@ def others_fingerprint(settings: Settings) -> list[tuple]:
         return con.execute(
             "select c.* exclude (_night, _source_file, _loaded_at), s.comment from raw.customers c "
             "left join raw.survey_responses s using (customer_id) "
-            "where customer_id not in (?, ?) order by customer_id", [PERSON, NEW_ID]).fetchall()
+            "where customer_id not in (?, ?, ?) order by customer_id", [PERSON, NEW_ID, FAMILY_ID]).fetchall()
 
 
 # -- the acceptance test -----------------------------------------------------------------------------
@@ -290,6 +296,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
     generate_shop(settings.exports_dir, 100, 7, BASE, 0, encoding="cp932")
     write_night_1(settings.exports_dir)
     load(settings, N1)
+    quiet = apply_erasures(settings)  # every night, right after the load: nobody to erase yet
+    assert (quiet.newly_erased, quiet.blocked_by_identity, quiet.warehouse_rewritten) == (0, 0, False)
     build_models(settings, N1 + timedelta(days=1), unit_tests=False)
     send(settings, N1 + timedelta(days=1))
     add_provider_events(settings)
@@ -321,14 +329,15 @@ def test_erased_person_leaves_no_trace_and_stays_erased(shop: Settings, monkeypa
     write_night_2(settings.exports_dir)
     load(settings, N2)
     first = apply_erasures(settings)
-    assert first.newly_erased == 1 and first.repurged == 0 and first.blocked_by_identity == 0
+    assert found_anywhere(settings) == {}  # not in any file's bytes, nor any column, marts included
+    # The family member loaded on an earlier night shares the phone: found once the register grew.
+    assert first.newly_erased == 1 and first.repurged == 0 and first.blocked_by_identity == 1
     assert first.warehouse_rewritten and first.events_store_vacuumed
-    assert first.blanked["raw.customers"] == 1 and first.blanked["marts.dim_customers"] == 1
+    assert first.blanked["raw.customers"] == 2 and first.blanked["marts.dim_customers"] == 2  # person, family
     assert first.blanked["archive rows"] >= 2 and first.blanked["list rows"] >= 3
-    assert first.files_deleted >= 3 and first.blanked["report values"] == 3, first.summary()
+    assert first.files_deleted >= 4 and first.blanked["report values"] == 3, first.summary()
     assert KEEP_ROW["email"] in page.read_text(encoding="utf-8")
     assert "1 customer(s) newly erased" in first.summary()
-    assert found_anywhere(settings) == {}
 
     # Night 3: the old row re-sent (and a newer one without deleted_at), and a new id with their address.
     write_night_3(settings.exports_dir)
@@ -337,6 +346,7 @@ def test_erased_person_leaves_no_trace_and_stays_erased(shop: Settings, monkeypa
         assert con.execute("select deleted_at, email from raw.customers where customer_id = ?",
                            [PERSON]).fetchone() == (None, PERSON_ROW["email"])
     again = apply_erasures(settings)
+    assert found_anywhere(settings) == {}
     assert again.newly_erased == 0 and again.repurged == 1 and again.blocked_by_identity == 1, again.summary()
     assert again.blanked["raw._quarantine"] == 1  # the older duplicate, with their data
     assert again.blanked["raw.customers"] == 2  # the person again, and the new id's e-mail and phone
@@ -356,9 +366,13 @@ def test_erased_person_leaves_no_trace_and_stays_erased(shop: Settings, monkeypa
         new = con.execute("select last_name, email, phone from raw.customers where customer_id = ?",
                           [NEW_ID]).fetchone()
         assert new == ("新規", None, None)  # only the erased identity is blanked
+        family = con.execute("select last_name, email, phone from raw.customers where customer_id = ?",
+                             [FAMILY_ID]).fetchone()
+        assert family == ("共有", "family@example.com", None)
     with duckdb.connect(str(settings.ledger), read_only=True) as con:
-        assert con.execute("select channel, reason from suppressions where customer_id = ?",
-                           [NEW_ID]).fetchall() == [(None, "erased_identity")]
+        for blocked in (NEW_ID, FAMILY_ID):
+            assert con.execute("select channel, reason from suppressions where customer_id = ?",
+                               [blocked]).fetchall() == [(None, "erased_identity")]
         # The engine saw the new customer's thank-you fall due and planned nothing.
         statuses = con.execute("select status, detail from sends where customer_id = ?", [NEW_ID]).fetchall()
         assert statuses and all(s == ("skipped", "suppressed") for s in statuses), statuses
@@ -513,6 +527,26 @@ def test_rewriting_the_warehouse_drops_the_freed_blocks(tmp_path):
     with connect(settings.warehouse) as con:
         assert con.execute("select * from raw.v order by 1").fetchall() == [("E7", None), ("K1", "keep@example.com")]
     assert [p.name for p in settings.warehouse.parent.iterdir()] == ["warehouse.duckdb"]
+
+
+def test_vacuuming_the_event_store_drops_what_an_update_left_in_the_file(tmp_path):
+    from kizuna.privacy.erasure import vacuum_store
+
+    path = tmp_path / "events.sqlite"
+    events = store.connect(path)
+    try:
+        events.execute("pragma secure_delete = off")  # as SQLite builds without SQLITE_SECURE_DELETE do
+        store.add_sendgrid_events(events, [{"event": "bounce", "sg_event_id": f"e{i}", "send_id": f"s{i}",
+                                            "reason": f"550 <{'erase-me-7' if i == 5 else 'x'}@example.com>"}
+                                           for i in range(40)])
+        events.execute("update sendgrid_events set reason = null, raw_json = '{}' where sg_event_id = 'e5'")
+        events.execute("pragma wal_checkpoint(truncate)")
+        assert b"erase-me-7" in path.read_bytes()  # updated away, still in the file
+        assert vacuum_store(events)
+        assert b"erase-me-7" not in path.read_bytes()
+        assert events.execute("select count(*) from sendgrid_events").fetchone()[0] == 40
+    finally:
+        events.close()
 
 
 def test_nothing_to_do_before_the_first_load(tmp_path):

@@ -45,6 +45,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections import Counter
@@ -87,6 +88,7 @@ LIST_KEPT_COLUMNS = frozenset({"send_id", "customer_id", "order_id", "shipment_i
 REPORT_VALUE_COLUMNS = frozenset({"last_name", "first_name", "last_name_kana", "first_name_kana", "full_name",
                                   "name", "name_kana", "address", "address_line", "comment"})
 MIN_REPORT_VALUE = 2
+SEND_ID_IN_JSON = re.compile(rb'"send_id"\s*:\s*"([^"]*)"')
 
 LEDGER_DDL = (
     """
@@ -619,7 +621,11 @@ class _Run:
                     "scenario_id": line.get("scenario_id"), "step_id": line.get("step_id"),
                     "customer_id": line.get("customer_id"), "subject": None, "file": None, ERASED_MARK: True}
 
-        n = files.redact_jsonl(index, redact)
+        def candidate(raw: bytes) -> bool:
+            found = SEND_ID_IN_JSON.search(raw)
+            return found is not None and found.group(1).decode("utf-8", "replace") in self.purge_sends
+
+        n = files.redact_jsonl(index, redact, candidate)
         if n:
             self.result.blanked["outbox index lines"] += n
             self.result.files_rewritten += 1
@@ -685,7 +691,10 @@ class _Run:
         """Whether the file's header names a personal column (orders.csv only has the customer id)."""
         with path.open("rb") as fh:
             first = fh.readline(64 * 1024)
-        text = first.decode(files.detect_encoding(first) if first else "utf-8", errors="replace")
+        try:
+            text = first.decode("utf-8")
+        except UnicodeDecodeError:
+            text = first.decode("cp932", errors="replace")
         kinds = {column_kind(name.strip('\ufeff "\r\n')) for name in text.split(",")}
         return bool(kinds - {None, "customer_id"})
 
@@ -709,6 +718,9 @@ class _Run:
             return
         events = store.connect(path)
         try:
+            # Freed cell space is zeroed as it is written (many builds, not all, do it by default); the
+            # VACUUM below then drops freed pages and the WAL's old copies.
+            events.execute("pragma secure_delete = on")
             changed = self.redact_store(events)
             if changed:
                 self.result.blanked["event store"] += changed

@@ -4,9 +4,10 @@ CSV files (archived exports, DM / call / insert lists) are rewritten in their ow
 (UTF-8 with or without BOM, or CP932) and only the records that change are re-serialised:
 every other record keeps its original bytes. This works on bytes because in both
 encodings the CSV syntax bytes (`,` `"` CR LF) never occur inside a multi-byte character
-(CP932 trail bytes are 0x40 and above, UTF-8 continuation bytes 0x80 and above): the file
-is split into records as Latin-1 text (one character per byte), and each field is decoded
-with the real encoding only to look at it.
+(CP932 trail bytes are 0x40 and above, UTF-8 continuation bytes 0x80 and above): records
+are split on the bytes, parsed as Latin-1 text (one character per byte), and each field
+is decoded with the real encoding only to look at it. Files are streamed: an archived
+full export of a million customers is read, not loaded.
 
 Every rewrite goes to a temporary file in the same folder, is flushed to disk and renamed
 over the original: a crash leaves the old file or the new one, never half of one.
@@ -14,6 +15,7 @@ over the original: a crash leaves the old file or the new one, never half of one
 
 from __future__ import annotations
 
+import codecs
 import csv
 import html
 import io
@@ -22,8 +24,10 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 UTF8_BOM = b"\xef\xbb\xbf"
+CHUNK_BYTES = 8 << 20
 REDACTED = "[erased]"
 
 #: Given the header and one record's decoded values, the indexes of the fields to blank (empty: keep).
@@ -39,43 +43,47 @@ class CsvScrub:
     rewritten: bool = False
 
 
-def detect_encoding(data: bytes) -> str:
-    """`utf-8-sig`, `utf-8` or `cp932`, the way the loader reads exports (UTF-8 when all of it is)."""
-    if data.startswith(UTF8_BOM):
-        return "utf-8-sig"
-    try:
-        data.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError:
-        return "cp932"
+def detect_encoding(path: Path) -> str:
+    """`utf-8-sig`, `utf-8` or `cp932`, the way the loader reads exports: UTF-8 when all of it is
+    (read in chunks: bounded memory)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    with path.open("rb") as fh:
+        first = fh.read(CHUNK_BYTES)
+        chunk = first
+        try:
+            while chunk:
+                decoder.decode(chunk)
+                chunk = fh.read(CHUNK_BYTES)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp932"
+    return "utf-8-sig" if first.startswith(UTF8_BOM) else "utf-8"
 
 
-def _records(text: str) -> Iterator[str]:
-    """CSV records of Latin-1 text with their line endings; a quoted line break stays inside its record
-    (a record is complete once it holds an even number of quote characters)."""
-    pending: list[str] = []
+def _records(fh: BinaryIO) -> Iterator[bytes]:
+    """The CSV records of a binary file, each with its line ending. A quoted line break stays inside
+    its record: a record is complete once it holds an even number of quote characters."""
+    pending: list[bytes] = []
     quotes = 0
-    for line in text.splitlines(keepends=True):
-        # splitlines also breaks at \x0b, \x0c, \x1c-\x1e and \x85: none is a CSV record end
+    for line in fh:  # lines end at LF (a CRLF ending keeps its CR)
         pending.append(line)
-        quotes += line.count('"')
-        if quotes % 2 == 0 and (line.endswith("\n") or line.endswith("\r")):
-            yield "".join(pending)
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            yield b"".join(pending)
             pending, quotes = [], 0
     if pending:
-        yield "".join(pending)
+        yield b"".join(pending)
 
 
-def _ending(record: str) -> str:
-    if record.endswith("\r\n"):
-        return "\r\n"
-    if record.endswith("\n") or record.endswith("\r"):
-        return record[-1]
-    return ""
+def _ending(record: bytes) -> bytes:
+    if record.endswith(b"\r\n"):
+        return b"\r\n"
+    return b"\n" if record.endswith(b"\n") else b""
 
 
-def _fields(record: str) -> list[str]:
-    body = record[: len(record) - len(_ending(record))]
+def _fields(record: bytes) -> list[str]:
+    """The record's fields as Latin-1 text (one character per byte: nothing is lost or merged)."""
+    body = record[: len(record) - len(_ending(record))].decode("latin-1")
     return next(csv.reader([body]), [])
 
 
@@ -85,57 +93,79 @@ def _serialise(fields: list[str], ending: str) -> str:
     return out.getvalue() + ending
 
 
+def _scan_csv(path: Path, real: str, decide: RowDecision) -> dict[int, set[int]]:
+    """{record number: field indexes to blank} (record 0 is the header)."""
+    changes: dict[int, set[int]] = {}
+    header: list[str] | None = None
+    with path.open("rb") as fh:
+        for n, record in enumerate(_records(fh)):
+            if header is None:
+                record = record[len(UTF8_BOM):] if record.startswith(UTF8_BOM) else record
+                header = [h.encode("latin-1").decode(real, errors="replace").strip() for h in _fields(record)]
+                continue
+            fields = _fields(record)
+            values = [f.encode("latin-1").decode(real, errors="replace") for f in fields]
+            blank = {i for i in decide(header, values) if i < len(fields) and fields[i] != ""}
+            if blank:
+                changes[n] = blank
+    return changes
+
+
 def scrub_csv(path: Path, decide: RowDecision) -> CsvScrub:
-    """Blank the fields `decide` names, record by record; rewrite the file only when something changed."""
-    data = path.read_bytes()
-    encoding = detect_encoding(data)
+    """Blank the fields `decide` names, record by record. One reading pass decides; only when something
+    changes is the file written again (streamed: memory stays bounded for any size)."""
+    encoding = detect_encoding(path)
     real = "utf-8" if encoding == "utf-8-sig" else encoding
     result = CsvScrub(encoding)
-    text = data.decode("latin-1")
-    out: list[str] = []
-    header: list[str] | None = None
-    for record in _records(text):
-        if header is None:
-            bom = UTF8_BOM.decode("latin-1")
-            header = [h.encode("latin-1").decode(real, errors="replace").strip()
-                      for h in _fields(record[len(bom):] if record.startswith(bom) else record)]
-            out.append(record)
-            continue
-        fields = _fields(record)
-        values = [f.encode("latin-1").decode(real, errors="replace") for f in fields]
-        blank = {i for i in decide(header, values) if i < len(fields) and fields[i] != ""}
-        if not blank:
-            out.append(record)
-            continue
-        result.rows_blanked += 1
-        out.append(_serialise(["" if i in blank else f for i, f in enumerate(fields)], _ending(record)))
-    if result.rows_blanked:
-        write_atomically(path, "".join(out).encode("latin-1"))
-        result.rewritten = True
+    changes = _scan_csv(path, real, decide)
+    if not changes:
+        return result
+    partial = path.with_name(path.name + ".erasure-part")
+    with path.open("rb") as src, partial.open("wb") as dst:
+        for n, record in enumerate(_records(src)):
+            blank = changes.get(n)
+            if blank is None:
+                dst.write(record)
+                continue
+            fields = _fields(record)
+            kept = ["" if i in blank else f for i, f in enumerate(fields)]
+            dst.write(_serialise(kept, _ending(record).decode("latin-1")).encode("latin-1"))
+        dst.flush()
+        os.fsync(dst.fileno())
+    _replace(partial, path)
+    result.rows_blanked, result.rewritten = len(changes), True
     return result
 
 
-def redact_jsonl(path: Path, redact: Callable[[dict], dict | None]) -> int:
+def redact_jsonl(path: Path, redact: Callable[[dict], dict | None], candidate: Callable[[bytes], bool]) -> int:
     """Replace each JSON line for which `redact` returns a new object; returns how many lines changed.
-    Lines that are not JSON objects are kept as they are."""
-    lines = path.read_bytes().split(b"\n")
-    changed = 0
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(obj, dict):
-            continue
-        new = redact(obj)
-        if new is not None:
-            lines[i] = json.dumps(new, ensure_ascii=False).encode("utf-8")
-            changed += 1
-    if changed:
-        write_atomically(path, b"\n".join(lines))
-    return changed
+    Only lines `candidate` accepts (a cheap test on the bytes) are parsed; lines that are not JSON
+    objects are kept as they are. Streamed, written only when a line changes."""
+    def changed_lines(fh: BinaryIO) -> Iterator[tuple[bytes, bytes | None]]:
+        for line in fh:
+            new = None
+            if candidate(line):
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    obj = None
+                if isinstance(obj, dict) and (replaced := redact(obj)) is not None:
+                    ending = b"\n" if line.endswith(b"\n") else b""
+                    new = json.dumps(replaced, ensure_ascii=False).encode("utf-8") + ending
+            yield line, new
+
+    with path.open("rb") as fh:
+        count = sum(1 for _, new in changed_lines(fh) if new is not None)
+    if not count:
+        return 0
+    partial = path.with_name(path.name + ".erasure-part")
+    with path.open("rb") as src, partial.open("wb") as dst:
+        for line, new in changed_lines(src):
+            dst.write(line if new is None else new)
+        dst.flush()
+        os.fsync(dst.fileno())
+    _replace(partial, path)
+    return count
 
 
 def literal_forms(value: str) -> set[bytes]:
@@ -162,15 +192,18 @@ def redact_literals(path: Path, values: set[str]) -> int:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` over `path` through a temporary file, flushed to disk, then renamed; keeps the mode."""
+    """Write `data` over `path` through a temporary file, flushed to disk, then renamed."""
     partial = path.with_name(path.name + ".erasure-part")
-    mode = path.stat().st_mode & 0o777 if path.exists() else None
     with partial.open("wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    if mode is not None:
-        os.chmod(partial, mode)
+    _replace(partial, path)
+
+
+def _replace(partial: Path, path: Path) -> None:
+    """Put `partial` in place of `path`, with the original's permissions, durably."""
+    os.chmod(partial, path.stat().st_mode & 0o777)
     os.replace(partial, path)
     fsync_dir(path.parent)
 
