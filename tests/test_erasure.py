@@ -490,13 +490,22 @@ def test_scrubbing_a_csv_keeps_every_other_record_byte_for_byte(tmp_path):
         path = tmp_path / f"list-{encoding}.csv"
         path.write_bytes((header + keep + erase + keep).encode(encoding))
 
-        def decide(names, values):
-            return {1, 2} if values[names.index("customer_id")] == "E7" else set()
+        seen = []
 
-        scrub = privacy_files.scrub_csv(path, decide)
+        def decider(names):
+            i = names.index("customer_id")
+
+            def decide(row):
+                seen.append(row[1])
+                return {1, 2} if row[i] == "E7" else set()
+            return decide
+
+        scrub = privacy_files.scrub_csv(path, decider)
         assert (scrub.rows_blanked, scrub.rewritten) == (1, True)
+        assert seen == ["山田 花子", "消去 太郎", "山田 花子"]  # decoded from its own encoding
         assert path.read_bytes() == (header + keep + "E7,,\r\n" + keep).encode(encoding), encoding
-        assert privacy_files.scrub_csv(path, decide).rewritten is False  # nothing left to blank
+        assert privacy_files.scrub_csv(path, decider).rewritten is False  # nothing left to blank
+        assert privacy_files.scrub_csv(path, lambda names: None).encoding == ""  # not read past the header
 
 
 def test_report_pages_lose_the_values_however_they_were_written(tmp_path):

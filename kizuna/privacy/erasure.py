@@ -329,7 +329,7 @@ class _Run:
         """Hash the customers to check, record new erasures, and classify: `_kz_hit` (erased or not, which
         identity matched) and `_kz_blocked` (other ids carrying an erased identity)."""
         h = SQL_FUNCTION
-        for attempt in (1, 2):
+        for _ in range(2):
             where, params, self.customers_mark = self.since("warehouse:raw.customers", "raw.customers", "_loaded_at")
             self.con.execute(f"""create or replace temp table _kz_cand as
                 select customer_id, deleted_at, {h}('customer_id', customer_id) as h_id,
@@ -637,20 +637,23 @@ class _Run:
             return
         state = self.purge_state()
 
-        def decide(header: list[str], values: list[str]) -> set[int]:
+        def decider(header: list[str]):
             if "send_id" not in header:
-                return set()
+                return None
             i = header.index("send_id")
-            if i >= len(values) or values[i] not in self.purge_sends:
-                return set()
-            blank = {j for j, name in enumerate(header) if name not in LIST_KEPT_COLUMNS}
-            self.remember({header[j]: values[j] for j in blank if j < len(values)})
-            return blank
+            blank = [j for j, name in enumerate(header) if name not in LIST_KEPT_COLUMNS]
+
+            def decide(row: files.Row) -> set[int]:
+                if row[i] not in self.purge_sends:
+                    return set()
+                self.remember({header[j]: row[j] for j in blank if row.has(j)})
+                return set(blank)
+            return decide
 
         for path in sorted(root.glob("*/*.csv")):
             if not self.file_due(path, state):
                 continue
-            scrub = files.scrub_csv(path, decide)
+            scrub = files.scrub_csv(path, decider)
             if scrub.rewritten:
                 self.result.blanked["list rows"] += scrub.rows_blanked
                 self.result.files_rewritten += 1
@@ -661,42 +664,35 @@ class _Run:
         if not root.is_dir():
             return
 
-        def decide(header: list[str], values: list[str]) -> set[int]:
+        def decider(header: list[str]):
             kinds = [column_kind(name) for name in header]
-            if "customer_id" in kinds:
-                i = kinds.index("customer_id")
-                if i < len(values) and self.erased_hash("customer_id", values[i]):
-                    blank = {j for j, k in enumerate(kinds) if k not in (None, "customer_id")}
-                    self.remember({header[j]: values[j] for j in blank if j < len(values)})
-                    self.repurged.add(erasure_hash("customer_id", values[i], self.salt) or "")
+            personal = [j for j, k in enumerate(kinds) if k not in (None, "customer_id")]
+            if not personal:  # orders.csv and the like: the customer id only
+                return None
+            identities = [j for j in personal if kinds[j] in ("email", "phone", "line_user_id")]
+            id_col = kinds.index("customer_id") if "customer_id" in kinds else None
+
+            def decide(row: files.Row) -> set[int]:
+                if id_col is not None and row.has(id_col) and self.erased_hash("customer_id", row[id_col]):
+                    blank = {j for j in personal if row.has(j)}
+                    if blank:  # (a row blanked before has nothing left)
+                        self.remember({header[j]: row[j] for j in blank})
+                        self.repurged.add(erasure_hash("customer_id", row[id_col], self.salt) or "")
                     return blank
-            blank = {j for j, k in enumerate(kinds) if k in ("email", "phone", "line_user_id")
-                     and j < len(values) and self.erased_hash(k, values[j])}
-            self.remember({header[j]: values[j] for j in blank})
-            return blank
+                blank = {j for j in identities if row.has(j) and self.erased_hash(kinds[j], row[j])}
+                self.remember({header[j]: row[j] for j in blank})
+                return blank
+            return decide
 
         for path in sorted(root.glob("*/*.csv")):
             if not self.file_due(path, self.state):
                 continue
-            if self._has_personal_header(path):
-                scrub = files.scrub_csv(path, decide)
-                if scrub.rewritten:
-                    self.result.blanked["archive rows"] += scrub.rows_blanked
-                    self.result.files_rewritten += 1
+            scrub = files.scrub_csv(path, decider)
+            if scrub.rewritten:
+                self.result.blanked["archive rows"] += scrub.rows_blanked
+                self.result.files_rewritten += 1
             self.file_done(path, self.state)
         self.repurged.discard("")
-
-    @staticmethod
-    def _has_personal_header(path: Path) -> bool:
-        """Whether the file's header names a personal column (orders.csv only has the customer id)."""
-        with path.open("rb") as fh:
-            first = fh.readline(64 * 1024)
-        try:
-            text = first.decode("utf-8")
-        except UnicodeDecodeError:
-            text = first.decode("cp932", errors="replace")
-        kinds = {column_kind(name.strip('\ufeff "\r\n')) for name in text.split(",")}
-        return bool(kinds - {None, "customer_id"})
 
     def redact_reports(self) -> None:
         values = self.known_values - self.redacted_values
@@ -737,35 +733,51 @@ class _Run:
             events.close()
 
     def redact_store(self, events: sqlite3.Connection) -> int:
-        changed = 0
-        rows = []
-        sends = list(self.purge_sends)
-        shas = list(self.email_sha256s)
-        for chunk in _chunks(sends, 500):
-            rows += events.execute(
-                f"select id, raw_json from sendgrid_events where send_id in ({', '.join('?' * len(chunk))}) "
-                f"and (email_sha256 is not null or reason is not null or raw_json not like ?)",
-                [*chunk, f'%"{ERASED_MARK}": true%']).fetchall()
-        for chunk in _chunks(shas, 500):
-            rows += events.execute(
-                f"select id, raw_json from sendgrid_events where email_sha256 in ({', '.join('?' * len(chunk))})",
-                chunk).fetchall()
+        """Redact the store's events of purged sends (and of purged addresses' hashes) and of erased LINE
+        users. Only events that arrived since the last check are read, unless what is purged changed."""
+        sendgrid_rows: list[tuple[int, str]] = []
+        if self.purge_sends or self.email_sha256s:
+            after, newest = self.store_watermark(events, "sendgrid_events", self.purge_state())
+            events.execute("create temp table if not exists kz_sends (send_id text primary key)")
+            events.execute("create temp table if not exists kz_sha (h text primary key)")
+            events.execute("delete from kz_sends")
+            events.execute("delete from kz_sha")
+            events.executemany("insert or ignore into kz_sends values (?)", [[s] for s in self.purge_sends])
+            events.executemany("insert or ignore into kz_sha values (?)", [[h] for h in self.email_sha256s])
+            sendgrid_rows = events.execute(
+                "select id, raw_json from sendgrid_events where id > ? "
+                "and (send_id in (select send_id from kz_sends) or email_sha256 in (select h from kz_sha)) "
+                "and (email_sha256 is not null or reason is not null or raw_json not like ?)",
+                [after, f'%"{ERASED_MARK}": true%']).fetchall()
+            self.mark_checked("events:sendgrid_events", str(newest), self.purge_state())
         line_rows = []
         if self.register["line_user_id"]:
-            prev = self.checked("events:line_events")
-            newest = events.execute("select coalesce(max(id), 0) from line_events").fetchone()[0]
-            after = int(prev[0]) if prev and prev[1] == self.state and prev[0] and int(prev[0]) <= newest else 0
+            after, newest = self.store_watermark(events, "line_events", self.state)
             for rowid, user, raw_json in events.execute(
                     "select id, line_user_id, raw_json from line_events where id > ? and line_user_id is not null",
                     [after]).fetchall():
                 if self.erased_hash("line_user_id", user):
                     line_rows.append((rowid, raw_json))
             self.mark_checked("events:line_events", str(newest), self.state)
-        if not rows and not line_rows:
+        return self.write_store(events, sendgrid_rows, line_rows)
+
+    def store_watermark(self, events: sqlite3.Connection, table: str, state: str) -> tuple[int, int]:
+        """(read events with id above this, the newest id now); 0 when the state changed or the store
+        was replaced (it holds fewer ids than were checked)."""
+        newest = events.execute(f"select coalesce(max(id), 0) from {table}").fetchone()[0]
+        prev = self.checked(f"events:{table}")
+        if prev is None or prev[1] != state or prev[0] is None or int(prev[0]) > newest:
+            return 0, newest
+        return int(prev[0]), newest
+
+    def write_store(self, events: sqlite3.Connection, sendgrid_rows: list[tuple[int, str]],
+                    line_rows: list[tuple[int, str]]) -> int:
+        if not sendgrid_rows and not line_rows:
             return 0
+        changed = 0
         events.execute("begin immediate")
         try:
-            for rowid, raw_json in dict(rows).items():
+            for rowid, raw_json in sendgrid_rows:
                 events.execute("update sendgrid_events set email_sha256 = null, reason = null, raw_json = ? "
                                "where id = ?", [redact_json(raw_json, SENDGRID_KEPT), rowid])
                 changed += 1
@@ -782,11 +794,6 @@ class _Run:
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def redact_json(text: str | None, kept: Iterable[str]) -> str:

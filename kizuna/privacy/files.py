@@ -30,8 +30,32 @@ UTF8_BOM = b"\xef\xbb\xbf"
 CHUNK_BYTES = 8 << 20
 REDACTED = "[erased]"
 
-#: Given the header and one record's decoded values, the indexes of the fields to blank (empty: keep).
-RowDecision = Callable[[list[str], list[str]], set[int]]
+
+
+class Row:
+    """One CSV record; a field is decoded only when it is looked at (most never are)."""
+
+    __slots__ = ("fields", "encoding", "_decoded")
+
+    def __init__(self, fields: list[str], encoding: str) -> None:
+        self.fields = fields  # Latin-1 text: one character per byte
+        self.encoding = encoding
+        self._decoded: dict[int, str] = {}
+
+    def has(self, i: int) -> bool:
+        """Whether field `i` exists and is not empty."""
+        return i < len(self.fields) and self.fields[i] != ""
+
+    def __getitem__(self, i: int) -> str:
+        if i not in self._decoded:
+            raw = self.fields[i] if i < len(self.fields) else ""
+            self._decoded[i] = raw.encode("latin-1").decode(self.encoding, errors="replace")
+        return self._decoded[i]
+
+
+#: Given a file's header, a function of each record that names the fields to blank (an empty set: none),
+#: or None when nothing in that file needs looking at (it is then not read further).
+RowDecider = Callable[[list[str]], Callable[[Row], set[int]] | None]
 
 
 @dataclass
@@ -93,27 +117,34 @@ def _serialise(fields: list[str], ending: str) -> str:
     return out.getvalue() + ending
 
 
-def _scan_csv(path: Path, real: str, decide: RowDecision) -> dict[int, set[int]]:
+def _header(path: Path) -> list[str]:
+    """The column names of the first record (ASCII in any of the encodings: read as UTF-8)."""
+    with path.open("rb") as fh:
+        record = next(_records(fh), b"")
+    record = record[len(UTF8_BOM):] if record.startswith(UTF8_BOM) else record
+    return [h.encode("latin-1").decode("utf-8", errors="replace").strip() for h in _fields(record)]
+
+
+def _scan_csv(path: Path, real: str, decide: Callable[[Row], set[int]]) -> dict[int, set[int]]:
     """{record number: field indexes to blank} (record 0 is the header)."""
     changes: dict[int, set[int]] = {}
-    header: list[str] | None = None
     with path.open("rb") as fh:
-        for n, record in enumerate(_records(fh)):
-            if header is None:
-                record = record[len(UTF8_BOM):] if record.startswith(UTF8_BOM) else record
-                header = [h.encode("latin-1").decode(real, errors="replace").strip() for h in _fields(record)]
-                continue
-            fields = _fields(record)
-            values = [f.encode("latin-1").decode(real, errors="replace") for f in fields]
-            blank = {i for i in decide(header, values) if i < len(fields) and fields[i] != ""}
+        records = _records(fh)
+        next(records, None)
+        for n, record in enumerate(records, start=1):
+            row = Row(_fields(record), real)
+            blank = {i for i in decide(row) if row.has(i)}
             if blank:
                 changes[n] = blank
     return changes
 
 
-def scrub_csv(path: Path, decide: RowDecision) -> CsvScrub:
-    """Blank the fields `decide` names, record by record. One reading pass decides; only when something
-    changes is the file written again (streamed: memory stays bounded for any size)."""
+def scrub_csv(path: Path, decider: RowDecider) -> CsvScrub:
+    """Blank the fields the decider names, record by record. One reading pass decides; only when
+    something changes is the file written again (streamed: memory stays bounded for any size)."""
+    decide = decider(_header(path))
+    if decide is None:
+        return CsvScrub("")
     encoding = detect_encoding(path)
     real = "utf-8" if encoding == "utf-8-sig" else encoding
     result = CsvScrub(encoding)

@@ -25,6 +25,7 @@ import re
 import secrets
 import stat
 import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -56,6 +57,7 @@ PERSONAL_COLUMNS = frozenset({
 _PERSONAL_PARTS = re.compile(r"(^|_)(e?mail|phone|tel|address|postal|kana|birth|line_user_id|comment)(_|$)")
 
 
+@lru_cache(maxsize=4096)
 def column_kind(name: str, duckdb_type: str | None = None) -> str | None:
     """What a column holds: one of KINDS, `personal` (other personal data), or None.
 
