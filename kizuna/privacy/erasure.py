@@ -420,9 +420,9 @@ class _Run:
             if matching:
                 join = "from _kz_blocked b where cast(t.customer_id as varchar) = b.customer_id"
                 left = " or ".join(f"({flag} and t.{_q(c)} is not null)" for c, flag in matching.items())
-                self.collect_values(f"select {', '.join(f'case when {flag} then t.{_q(c)} end' for c, flag in matching.items())} "
-                                    f"from {qualified} t join _kz_blocked b on cast(t.customer_id as varchar) = "
-                                    f"b.customer_id where {left}", list(matching))
+                values = ", ".join(f"case when {flag} then t.{_q(c)} end" for c, flag in matching.items())
+                self.collect_values(f"select {values} from {qualified} t join _kz_blocked b "
+                                    f"on cast(t.customer_id as varchar) = b.customer_id where {left}", list(matching))
                 sets = ", ".join(f"{_q(c)} = case when {flag} then null else t.{_q(c)} end"
                                  for c, flag in matching.items())
                 plan.append((f"{schema}.{table}", f"update {qualified} t set {sets} {join} and ({left}) "
@@ -495,12 +495,13 @@ class _Run:
         fields = next(csv.reader([text]), [])
         if any(self.erased_hash("customer_id", f) for f in fields):
             return None
-        hits = [i for i, f in enumerate(fields) if any(self.erased_hash(k, f) for k in ("email", "phone", "line_user_id"))]
+        hits = [i for i, f in enumerate(fields)
+                if any(self.erased_hash(k, f) for k in ("email", "phone", "line_user_id"))]
         if not hits:
             return False
         for i in hits:
             self.known_values.add(fields[i])
-        return files._serialise(["" if i in hits else f for i, f in enumerate(fields)], "")
+        return files.serialise_record(["" if i in hits else f for i, f in enumerate(fields)], "")
 
     def erased_hash(self, kind: str, value: object) -> bool:
         digest = erasure_hash(kind, value, self.salt) if value is not None else None
@@ -532,7 +533,8 @@ class _Run:
                     f"select webhook_event_id, line_user_id, raw_json from raw.line_follow_events "
                     f"{cond} line_user_id is not null", params).fetchall():
                 if self.erased_hash("line_user_id", user):
-                    plan.append(("raw.line_follow_events", "webhook_event_id", key, redact_json(raw_json, LINE_KEPT)))
+                    plan.append(("raw.line_follow_events", "webhook_event_id", key,
+                                 redact_json(raw_json, LINE_KEPT)))
         elif ("raw", "line_follow_events") in tables:
             self.line_mark = self.con.execute(
                 "select cast(max(_loaded_at) as varchar) from raw.line_follow_events").fetchone()[0]

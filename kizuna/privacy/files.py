@@ -111,7 +111,8 @@ def _fields(record: bytes) -> list[str]:
     return next(csv.reader([body]), [])
 
 
-def _serialise(fields: list[str], ending: str) -> str:
+def serialise_record(fields: list[str], ending: str = "") -> str:
+    """One CSV record (minimal quoting, as the csv module writes it) with the given line ending."""
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(fields)
     return out.getvalue() + ending
@@ -160,7 +161,7 @@ def scrub_csv(path: Path, decider: RowDecider) -> CsvScrub:
                 continue
             fields = _fields(record)
             kept = ["" if i in blank else f for i, f in enumerate(fields)]
-            dst.write(_serialise(kept, _ending(record).decode("latin-1")).encode("latin-1"))
+            dst.write(serialise_record(kept, _ending(record).decode("latin-1")).encode("latin-1"))
         dst.flush()
         os.fsync(dst.fileno())
     _replace(partial, path)
