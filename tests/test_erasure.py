@@ -153,6 +153,9 @@ def write_night_3(exports: Path) -> None:
            "phone": "+81 90-7777-1234", "postal_code": "100-0001", "city": "千代田区", "address_line": "千代田1-1",
            "line_user_id": "", "registered_at": f"{N3} 09:00:00", "updated_at": f"{N3} 09:00:00"}
     write_csv(folder, "customers", [PERSON_ROW, newer, new], "utf-8-sig")
+    with (folder / "customers.csv").open("ab") as fh:  # a broken line (too many fields) with their address
+        fh.write(f"C9000010,誤入力,行,,,,,ERASE-ME-7@example.com,,,,,,,{N3} 09:00:00,,{N3} 09:00:00,x,y\r\n"
+                 .encode("utf-8"))
     order, line, consents = order_rows(NEW_ID, "O9000008", N3)
     write_csv(folder, "orders", [order])
     write_csv(folder, "order_lines", [line])
@@ -348,7 +351,7 @@ def test_erased_person_leaves_no_trace_and_stays_erased(shop: Settings, monkeypa
     again = apply_erasures(settings)
     assert found_anywhere(settings) == {}
     assert again.newly_erased == 0 and again.repurged == 1 and again.blocked_by_identity == 1, again.summary()
-    assert again.blanked["raw._quarantine"] == 1  # the older duplicate, with their data
+    assert again.blanked["raw._quarantine"] == 2  # the older duplicate, and the broken line's address
     assert again.blanked["raw.customers"] == 2  # the person again, and the new id's e-mail and phone
     # What the campaign engine reads (dim_customers and what it is built from), and only their own
     # tests (not those that compare them with the other marts): seconds, not a full build.
@@ -366,6 +369,9 @@ def test_erased_person_leaves_no_trace_and_stays_erased(shop: Settings, monkeypa
         new = con.execute("select last_name, email, phone from raw.customers where customer_id = ?",
                           [NEW_ID]).fetchone()
         assert new == ("新規", None, None)  # only the erased identity is blanked
+        broken = con.execute("select reason, raw_row from raw._quarantine where raw_row like 'C9000010,%'").fetchall()
+        assert len(broken) == 1 and broken[0][0].startswith("cannot be parsed as CSV")  # kept, address blanked
+        assert broken[0][1].startswith("C9000010,誤入力,行,,,,,,,")
         family = con.execute("select last_name, email, phone from raw.customers where customer_id = ?",
                              [FAMILY_ID]).fetchone()
         assert family == ("共有", "family@example.com", None)
