@@ -412,6 +412,16 @@ def test_erased_person_leaves_no_trace_and_stays_erased(shop: Settings, monkeypa
     assert not quiet.purged_anything and not quiet.warehouse_rewritten, quiet.summary()
     assert "nothing left to purge" in quiet.summary()
 
+    # The warehouse rebuilt from the shop's exports (which still hold the person: they are the shop's):
+    # the register in the ledger erases them again, and the archive's fresh copies too.
+    settings.warehouse.unlink()
+    load(settings, N3)
+    stages.load_events(settings)
+    rebuilt = apply_erasures(settings)
+    assert rebuilt.repurged == 1 and rebuilt.newly_erased == 0 and rebuilt.warehouse_rewritten, rebuilt.summary()
+    assert found_anywhere(settings) == {}
+    assert len(list((settings.archive_dir / N1.isoformat()).glob("customers.*.csv"))) == 1  # the blanked copy
+
 
 def _outbox_files(settings: Settings, customer_id: str) -> list[Path]:
     with duckdb.connect(str(settings.ledger), read_only=True) as con:
