@@ -5,7 +5,8 @@ For each shop size (generated once under bench/data/ and reused), in a fresh war
 - **first load**: every night but the last (three years of history), then
 - **incremental night**: the last night (one day of new data),
 
-each running the stages in order: ingest (each night checked by the raw gate as it loads), dbt build, mart gate, campaigns
+each running the stages in order: ingest (each night checked by the raw gate as it loads), erasure, dbt build,
+mart gate, campaigns
 (split into *selection*: the engine's planning statement into the ledger, and *sends*:
 rendering and delivery, e-mail to a loopback SendGrid and LINE to a loopback LINE
 server, each in its own process like the real providers), report. Every stage runs in
@@ -51,7 +52,7 @@ HOME = BENCH_DIR.parent
 END_DATE = date(2026, 11, 22)
 NIGHTS = 3
 GIB = 1024.0
-STAGES = ["ingest", "dbt build", "mart gate", "selection", "sends", "report"]
+STAGES = ["ingest", "erasure", "dbt build", "mart gate", "selection", "sends", "report"]
 
 
 # -- children: one process per stage --------------------------------------------------------
@@ -70,6 +71,8 @@ def _stage_child(stage: str, settings: Any, night: date, outcome: Any) -> dict:
     if stage == "ingest":
         value = stages.ingest(settings, night)
         extra["rows_read"] = sum(f.rows_read for n in value for f in n.files)
+    elif stage == "erasure":
+        value = stages.erase(settings)
     elif stage == "dbt build":
         value = stages.build_marts(settings, outcome.run_date)
         extra["nodes"] = value.counts()
@@ -204,7 +207,8 @@ def _phase(settings: Any, night: date, phase: str, customers: int, log: list[dic
         print(f"  {customers:>9,} {phase:<17} {name:<10} {result['seconds']:8.2f} s {result['rss_mib']:7.0f} MiB",
               file=sys.stderr, flush=True)
 
-    for stage, attr in (("ingest", "loads"), ("dbt build", "build"), ("mart gate", "mart_gate")):
+    for stage, attr in (("ingest", "loads"), ("erasure", "erasure"), ("dbt build", "build"),
+                        ("mart gate", "mart_gate")):
         result = _in_child(_stage_child, stage, settings, night, outcome)
         if result["value"] is not None:
             setattr(outcome, attr, result["value"])

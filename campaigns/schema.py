@@ -1,6 +1,6 @@
 """Scenario files: the schema marketers write against, with errors that name file, field and fix.
 
-A scenario is designed on the five axes of DOMAIN.md: segment (who), channel, content
+A scenario is designed on the five axes of docs/domain.md: segment (who), channel, content
 (template), offer and timing (days after an anchor event). It also states its goal
 (reaching it ends the scenario for that customer), its priority (the higher wins when
 two scenarios would reach the same customer through the same channel on the same

@@ -1,4 +1,4 @@
-"""The nightly flow: ingest (each night gated) → load events → dbt build → mart gate → campaign sends → report.
+"""The nightly flow: ingest (each night gated) → erasure → load events → dbt build → mart gate → sends → report.
 
 Orchestration only: each task calls one stage of `kizuna.stages`, where the work is.
 A failing stage raises, and Prefect stops everything downstream of it: a raw-data
@@ -21,6 +21,7 @@ from kizuna.runlock import record_prefect_server, run_lock
 # Nothing here is cached or retried: every stage is idempotent by design (merge on keys,
 # checksummed loads, the send ledger), and a blind retry of a send is never safe.
 ingest = task(stages.ingest, name="ingest and raw-data gate", cache_policy=NO_CACHE)
+erase = task(stages.erase, name="erasure", cache_policy=NO_CACHE)
 load_events = task(stages.load_events, name="load events", cache_policy=NO_CACHE)
 build_marts = task(stages.build_marts, name="dbt build", cache_policy=NO_CACHE)
 gate_marts = task(stages.gate_marts, name="mart gate", cache_policy=NO_CACHE)
@@ -39,6 +40,7 @@ def nightly(night: date | None = None) -> stages.NightlyOutcome:
         outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night),
                                         ignored=stages.ignored_exports(settings))
         outcome.loads = ingest(settings, outcome.night)
+        outcome.erasure = erase(settings)
         outcome.events = load_events(settings)
         outcome.build = build_marts(settings, outcome.run_date)
         outcome.mart_gate = gate_marts(settings)

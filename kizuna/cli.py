@@ -83,6 +83,8 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
                       f"{new:,} inserted or updated, {quarantined:,} quarantined")
     else:
         console.print("Loaded     nothing new: every export was already loaded")
+    if outcome.erasure is not None:
+        console.print(f"Erasure    {outcome.erasure.summary().removeprefix('erasure: ')}", highlight=False)
     if outcome.events is not None:
         console.print(f"Feedback   {outcome.events.summary()}")
     for load in outcome.loads:

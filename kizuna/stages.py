@@ -25,6 +25,7 @@ from kizuna.warehouse import connect as _connect
 
 if TYPE_CHECKING:
     from kizuna.events.load import EventsLoadResult
+    from kizuna.privacy import ErasureResult
 
 log = logging.getLogger("kizuna")
 
@@ -40,6 +41,7 @@ class NightlyOutcome:
     mart_gate: quality.GateResult | None = None
     campaigns: CampaignResult | None = None
     events: "EventsLoadResult | None" = None
+    erasure: "ErasureResult | None" = None
     report_path: Path | None = None
 
     @property
@@ -109,6 +111,7 @@ def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
         return result
 
     slack = timedelta(days=int(config.settings.get("future_slack_days", 1)))
+    rejected: NightRejected | None = None
     with connect(settings) as con:
         # Beyond the cap the loader's temporary tables spill to disk. At 1M customers the first
         # load peaked at 4.2 GiB without it and 1.7 GiB with 1500MB, no slower (`python -m bench`).
@@ -117,14 +120,27 @@ def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
             results = load_pending(con, source_for(settings), through=night, archive_dir=settings.archive_dir,
                                    gate=gate, future_slack=slack)
         except NightRejected as exc:
-            for r in exc.loaded:
-                log.info("ingest %s", r.summary())
-            if isinstance(exc.cause, QualityGateFailed):  # the gate's verdict, with the nights' story
-                raise QualityGateFailed(str(exc), result=exc.cause.result) from None
-            raise
+            rejected, results = exc, exc.loaded
     for r in results:
         log.info("ingest %s", r.summary())
+    if rejected is not None:
+        if results:  # the run stops here: the nights kept before the refused one are purged of erasures now
+            erase(settings)
+        if isinstance(rejected.cause, QualityGateFailed):  # the gate's verdict, with the nights' story
+            raise QualityGateFailed(str(rejected), result=rejected.cause.result) from None
+        raise rejected
     return results
+
+
+def erase(settings: Settings) -> "ErasureResult":
+    """Erasure (APPI, docs/privacy.md): customers with `deleted_at` are recorded as salted hashes only,
+    purged from the warehouse, archive, outbox, lists, events and reports, and anyone else carrying their
+    e-mail, phone or LINE id is blocked. Runs every night after the load, before anything is modelled."""
+    from kizuna.privacy import apply_erasures
+
+    result = apply_erasures(settings)
+    log.info("%s", result.summary())
+    return result
 
 
 def load_events(settings: Settings) -> "EventsLoadResult":

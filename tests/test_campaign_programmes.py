@@ -18,7 +18,7 @@ from kizuna.errors import ScenarioError
 
 D0 = date(2026, 9, 1)  # the day of the first (trial) order
 
-SUPPLEMENT_A = {  # DOMAIN.md, supplement A: day after order -> channels
+SUPPLEMENT_A = {  # docs/domain.md, supplement A: day after order -> channels
     1: {"insert"}, 6: {"email"}, 14: {"email"}, 20: {"email"}, 21: {"email"}, 27: {"email"},
     28: {"email", "dm"}, 32: {"dm"}, 34: {"email"}, 35: {"email", "dm"},
 }

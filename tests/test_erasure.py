@@ -562,6 +562,7 @@ def test_vacuuming_the_event_store_drops_what_an_update_left_in_the_file(tmp_pat
     try:
         events.execute("pragma secure_delete = off")  # as SQLite builds without SQLITE_SECURE_DELETE do
         store.add_sendgrid_events(events, [{"event": "bounce", "sg_event_id": f"e{i}", "send_id": f"s{i}",
+                                            "timestamp": 1795000000,
                                             "reason": f"550 <{'erase-me-7' if i == 5 else 'x'}@example.com>"}
                                            for i in range(40)])
         events.execute("update sendgrid_events set reason = null, raw_json = '{}' where sg_event_id = 'e5'")

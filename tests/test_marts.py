@@ -3,7 +3,7 @@
 One module-scoped build (dbt costs seconds); the raw schema is written with the helpers
 of tests/test_dbt_models.py. The shop, as of RUN_DATE 2025-10-15:
 
-- MEAL, the DOMAIN.md worked example: M1, M2 and M3 acquired in January 2025 buy
+- MEAL, the worked example of docs/domain.md: M1, M2 and M3 acquired in January 2025 buy
   ¥5,000 × 4, × 7 and × 2 (one product, unit cost ¥2,000); ¥24,000 spent on MEAL in
   January (CPO ¥8,000). M2's first two orders are on one day; M3 also has a cancelled
   and M1 a zero-total order, which never count. M2 (S1, cancelled in May) and M1 (S2)
@@ -259,7 +259,7 @@ def test_ltv_by_media_worked_example_and_horizons(built: tuple[Settings, BuildRe
     assert lifetime["fulfilment_cost_per_purchase"] == FULFILMENT
     assert lifetime["profit_per_customer"] == pytest.approx(_profit(65000, 13, 24000, 3))
     if FULFILMENT == 950:
-        assert lifetime["profit_per_customer"] == pytest.approx(883.33)  # DOMAIN.md, exact (not ¥815)
+        assert lifetime["profit_per_customer"] == pytest.approx(883.33)  # docs/domain.md, exact (not ¥815)
     # 3 months: M1 3 (Jan 10 .. Mar 10), M2 5 (to Apr 19), M3 2 (Jan 31 + 3 months = Apr 30).
     three = rows["MEAL/3m"]
     assert (three["purchases"], three["revenue"], three["ad_spend"]) == (10, 50000, 24000)

@@ -8,7 +8,7 @@ the ledger recorded it), the chunk might re-form differently with new messages, 
 each chunk is written ahead to a small journal (`state_dir/line-chunks.json`) before it
 is sent and removed once its outcome is definite; a message found there within the
 key's life is resent in its original chunk with its original key.
-That makes retries safe (STACK.md): 5xx and time-outs are retried with the same key,
+That makes retries safe (docs/delivery.md): 5xx and time-outs are retried with the same key,
 a 409 means "already accepted" and counts as sent, a 429 waits and retries.
 
 LINE honours a retry key for 24 hours only, so the safety has an end:

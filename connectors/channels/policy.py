@@ -1,7 +1,7 @@
 """What every provider connector shares: throttling, 429 waits, and the no-personal-data check.
 
 Retry rules live in each connector, because they follow the provider's semantics
-(STACK.md): a 429 means "not accepted" everywhere and is always safe to retry after
+(docs/delivery.md): a 429 means "not accepted" everywhere and is always safe to retry after
 the wait the provider names; a 5xx or a time-out is retried only where the provider
 deduplicates (LINE's retry key). Elsewhere it ends as `unknown`, never resent blindly.
 """

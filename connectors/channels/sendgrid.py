@@ -13,7 +13,7 @@ by anyone), the message goes in a request of its own content. Dynamic templates 
 not used because the templates live in this repository (campaigns/templates), where
 they are reviewed and the legal footer is checked.
 
-Provider semantics (STACK.md): no idempotency key. 202 = accepted (queued). 4xx = the
+Provider semantics (docs/delivery.md): no idempotency key. 202 = accepted (queued). 4xx = the
 whole request was refused, nothing sent -> failed. 429 = not accepted -> wait for
 `X-RateLimit-Reset` (bounded) and retry. 5xx or a time-out after the request was
 written -> the outcome is unknown: recorded `unknown` with detail, never resent.

@@ -1,6 +1,6 @@
 """SMS through Twilio's Messages API, with the official `twilio` client; one request per message.
 
-Provider semantics (STACK.md): no idempotency key. 201 = accepted. 429 = not accepted:
+Provider semantics (docs/delivery.md): no idempotency key. 201 = accepted. 429 = not accepted:
 wait (`Retry-After`, bounded) and retry. 4xx = refused -> failed. 5xx or a time-out
 after the request was sent -> the message may have gone out: `unknown`, never resent.
 A connection that could not be opened is retried, then failed.

@@ -4,7 +4,7 @@ A single-product repeat shop (単品リピート通販) selling an aojiru (green
 a cheap trial pack brings customers in, the main product is sold one-off and by
 subscription (定期, 20% off), a second product is cross-sold and a gift goes into the
 third subscription parcel (mystery gift). The numbers are chosen so the analyses in
-DOMAIN.md find something: media differ in CPO and in how their customers repeat, so
+docs/domain.md find something: media differ in CPO and in how their customers repeat, so
 LTV by medium separates good media from bad ones.
 """
 
@@ -35,7 +35,7 @@ SUBSCRIPTION_PRICE = 3980
 #: One-off orders below this subtotal pay the shipping fee; trials and subscriptions never do.
 FREE_SHIPPING_FROM = 5000
 SHIPPING_FEE = 550
-#: The subscription delivery whose parcel carries the mystery gift (DOMAIN.md, supplement B).
+#: The subscription delivery whose parcel carries the mystery gift (docs/domain.md, supplement B).
 GIFT_DELIVERY = 3
 
 
@@ -92,7 +92,7 @@ class Coupon:
     yen: int
 
 
-# Coupons, each used at the moment a scenario in DOMAIN.md offers it.
+# Coupons, each used at the moment a scenario of docs/domain.md offers it.
 F2_COUPON = Coupon("THANKS500", 0, 500)  # second purchase, from the F2 step mail
 CONVERSION_COUPON = Coupon("TEIKI10", 10, 0)  # first subscription delivery, conversion mails
 DEEPER_CONVERSION_COUPON = Coupon("TEIKI15", 15, 0)  # ... once the offer deepens (day 27 on)

@@ -4,7 +4,7 @@ The output is what a real shop sends (see `connectors/sources/export_format.py`)
 full export of the history up to `end_date - nights`, then one folder per night with
 the rows created or changed that day. Everything downstream (ingest, marts, gates,
 campaigns, benchmarks) is exercised on it, so the data has the shape the analyses in
-DOMAIN.md look for: a trial offer, subscriptions that churn, media that differ in CPO
+docs/domain.md look for: a trial offer, subscriptions that churn, media that differ in CPO
 and in how their customers repeat, one-time buyers as the largest group.
 
 How it is built, and why:

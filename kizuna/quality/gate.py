@@ -1,6 +1,6 @@
 """Data-quality gates: the checks of `checks.yaml` run on the night's batch and on the marts.
 
-GE 1.x through SQLAlchemy on DuckDB returns wrong results (see STACK.md), so each
+GE 1.x through SQLAlchemy on DuckDB returns wrong results (GE closes the connection before fetching), so each
 gate reads only what it must judge (the night's batch of each raw table, or a mart,
 and only the columns its checks name) into pandas and validates it with Great
 Expectations in an ephemeral context. Checks that span tables or the whole history
