@@ -3,8 +3,12 @@
 Checked like LINE: Bearer channel access token (401), JSON (400), `to` 1..500 user ids
 (U + 32 hex), `messages` 1..5, text messages 1..5,000 characters, `X-Line-Retry-Key` a
 UUID (400 otherwise). A retry key already accepted gets 409 with
-`X-Line-Accepted-Request-Id`, and nothing is sent twice. Accepted: 200 `{}` with
-`X-Line-Request-Id`; `accepted` holds one record per user id.
+`X-Line-Accepted-Request-Id`, and nothing is sent twice, for `key_life` seconds (LINE: 24
+hours) by the server's clock; after that the key is forgotten, like LINE forgets it, and
+the same request is delivered again (`advance` moves the clock to test just that).
+Accepted: 200 `{}` with `X-Line-Request-Id`; `accepted` holds one record per user id, and
+`deliveries` counts deliveries per user id (a multicast carries no id of ours; what a
+duplicate looks like to the customer is one more copy to their user id).
 """
 
 from __future__ import annotations
@@ -19,13 +23,32 @@ from connectors.channels.loopback.server import LoopbackServer, Reply, bearer
 _USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 
 
+#: How long LINE honours a retry key.
+KEY_LIFE_SECONDS = 24 * 3600
+
+
 class LineLoopback(LoopbackServer):
     provider = "line"
+    delivery_key = "user_id"
 
-    def __init__(self, access_token: str = "line-loopback-token", **kwargs: Any) -> None:
+    def __init__(self, access_token: str = "line-loopback-token", key_life: float = KEY_LIFE_SECONDS,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.access_token = access_token
-        self.accepted_keys: dict[str, str] = {}  # retry key -> request id
+        self.key_life = key_life
+        self.accepted_keys: dict[str, tuple[str, float]] = {}  # retry key -> (request id, accepted at)
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.accepted_keys.clear()
+
+    def _accepted_request(self, key: str) -> str | None:
+        """The request id that accepted `key` within its life, else None (call under the lock)."""
+        found = self.accepted_keys.get(key)
+        if found is None or self.now() - found[1] >= self.key_life:
+            return None
+        return found[0]
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> Reply:
         if path != "/v2/bot/message/multicast" or method != "POST":
@@ -40,9 +63,9 @@ class LineLoopback(LoopbackServer):
             except ValueError:
                 return Reply(400, {"message": "The value for the 'X-Line-Retry-Key' header is invalid"})
             with self.lock:
-                if key in self.accepted_keys:
+                if (earlier := self._accepted_request(key)) is not None:
                     return Reply(409, {"message": "The retry key is already accepted"},
-                                 {"X-Line-Accepted-Request-Id": self.accepted_keys[key]})
+                                 {"X-Line-Accepted-Request-Id": earlier})
         try:
             data = json.loads(body)
         except ValueError:
@@ -65,9 +88,9 @@ class LineLoopback(LoopbackServer):
         request_id = str(uuid.uuid4())
         with self.lock:
             if key is not None:
-                if key in self.accepted_keys:  # a concurrent duplicate
+                if (earlier := self._accepted_request(key)) is not None:  # a concurrent duplicate
                     return Reply(409, {"message": "The retry key is already accepted"},
-                                 {"X-Line-Accepted-Request-Id": self.accepted_keys[key]})
-                self.accepted_keys[key] = request_id
-        self._accept([{"to": u, "messages": messages, "retry_key": key, "request_id": request_id} for u in to])
+                                 {"X-Line-Accepted-Request-Id": earlier})
+                self.accepted_keys[key] = (request_id, self.now())
+        self._accept([{"to": u, "messages": messages, "retry_key": key, "request_id": request_id} for u in to], to)
         return Reply(200, {}, {"X-Line-Request-Id": request_id})

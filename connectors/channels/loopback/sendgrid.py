@@ -8,12 +8,16 @@ subject for every personalization, `content` (text/plain first), string values i
 202 with `X-Message-Id`; sandbox mode: 200, validated, nothing delivered.
 
 `accepted` holds one record per recipient as they would receive it: substitutions
-applied to the content, the personalization's subject, headers and custom_args.
+applied to the content, the personalization's subject, headers and custom_args;
+`deliveries` counts deliveries per `send_id` custom arg (the recipient's address when a
+message has none), recorded or not.
 
 Like SendGrid's Event Webhook, `send_events_to(url, private_key)` makes the server post
 a signed `processed` event (with the message's custom_args) for every recipient it
 accepts, in batches, to a webhook such as `kizuna webhook serve`: what reconciles an
-e-mail whose answer was lost.
+e-mail whose answer was lost. With `delivered_after=S`, a `delivered` event follows S
+seconds later, like the receiving mail server's answer: events keep arriving after the
+last hand-over, as they do from SendGrid (delivered, opens, ...).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def _error(message: str, field: str | None = None, status: int = 400) -> Reply:
 
 class SendGridLoopback(LoopbackServer):
     provider = "sendgrid"
+    delivery_key = "send_id"
 
     def __init__(self, api_key: str = "SG.loopback-test-key", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -54,13 +59,20 @@ class SendGridLoopback(LoopbackServer):
         self._signing_key: Any = None
         self._events_thread: threading.Thread | None = None
         self._events_stop = threading.Event()
+        self._events_posting = 0  # events taken from the queue whose post has not come back yet
+        self._delayed: list[tuple[float, dict[str, Any]]] = []  # (when due, event): `delivered` events
+        self._delivered_after: float | None = None
+        self.events_posted = 0
 
     # ---- the Event Webhook ---------------------------------------------------------------
-    def send_events_to(self, url: str, private_key: Any, every: float = 0.2) -> None:
-        """Post signed `processed` events for accepted recipients to `url` every `every` seconds.
+    def send_events_to(self, url: str, private_key: Any, every: float = 0.2,
+                       delivered_after: float | None = None) -> None:
+        """Post signed `processed` events for accepted recipients to `url` every `every` seconds, and
+        `delivered` events `delivered_after` seconds after them (None: none).
 
         `private_key`: a `cryptography` EC P-256 private key whose public key the webhook trusts."""
         self._events_url, self._signing_key = url, private_key
+        self._delivered_after = delivered_after
         self._events_thread = threading.Thread(target=self._post_events_loop, args=(every,),
                                                name="loopback-sendgrid-events", daemon=True)
         self._events_thread.start()
@@ -77,8 +89,15 @@ class SendGridLoopback(LoopbackServer):
         from cryptography.hazmat.primitives.asymmetric import ec
 
         with self.lock:
+            if self._events_url is None:
+                return 0
+            if self._delayed:
+                now = time.time()
+                self._events.extend(event for due, event in self._delayed if due <= now)
+                self._delayed = [(due, event) for due, event in self._delayed if due > now]
             batch, self._events = self._events[:5000], self._events[5000:]
-        if not batch or self._events_url is None:
+            self._events_posting = len(batch)
+        if not batch:
             return 0
         body = json.dumps(batch).encode()
         timestamp = str(int(time.time()))
@@ -90,11 +109,31 @@ class SendGridLoopback(LoopbackServer):
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
+            with self.lock:
+                self._events_posting = 0
+                self.events_posted += len(batch)
             return len(batch)
         except (urllib.error.URLError, OSError):
             with self.lock:
                 self._events = batch + self._events
+                self._events_posting = 0
             return 0
+
+    def stats(self) -> dict[str, Any]:
+        """Adds the Event Webhook's progress: events waiting (queued or being posted) and posted."""
+        stats = super().stats()
+        with self.lock:
+            stats["events_pending"] = len(self._events) + len(self._delayed) + self._events_posting
+            stats["events_posted"] = self.events_posted
+        return stats
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self._events.clear()
+            self._delayed.clear()
+            self.sandboxed_count = 0
+            self.events_posted = 0
 
     def stop(self) -> None:
         if self._events_thread is not None:
@@ -111,6 +150,10 @@ class SendGridLoopback(LoopbackServer):
                   for n, p in enumerate(mail["personalizations"])]
         with self.lock:
             self._events.extend(events)
+            if self._delivered_after is not None:
+                due = time.time() + self._delivered_after
+                self._delayed.extend((due, {**e, "event": "delivered", "timestamp": int(due),
+                                            "sg_event_id": uuid.uuid4().hex}) for e in events)
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> Reply:
         if path.rstrip("/") != "/v3/mail/send" or method != "POST":
@@ -134,8 +177,11 @@ class SendGridLoopback(LoopbackServer):
             with self.lock:
                 self.sandboxed_count += len(mail["personalizations"])
             return Reply(200, None, {"X-Message-Id": message_id})
+        top_args = mail.get("custom_args") or {}
+        keys = [str({**top_args, **(p.get("custom_args") or {})}.get("send_id") or p["to"][0]["email"])
+                for p in mail["personalizations"]]
         self._accept([self._deliver(mail, p, message_id) for p in mail["personalizations"]] if self.record
-                     else [{}] * len(mail["personalizations"]))
+                     else [{}] * len(mail["personalizations"]), keys)
         if self._events_url is not None:
             self._queue_events(mail, message_id)
         return Reply(202, None, {"X-Message-Id": message_id})
