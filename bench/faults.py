@@ -768,8 +768,8 @@ def _audit(folder: Path, email: Counter, line: Counter, listed: Counter) -> dict
 
 def _why_unknown(con: Any) -> dict[str, int]:
     """The rows still `unknown`, by the rule that keeps them so (see campaigns/reconcile.py):
-    `resend once`: an e-mail without any event that was already handed over twice (reconciliation
-    resends once only); `no later event`: an e-mail without any event, and no event received after its
+    `resend limit`: an e-mail without any event that already had KIZUNA_RECONCILE_MAX_ATTEMPTS
+    hand-overs (reconciliation resends only that often); `no later event`: an e-mail without any event, and no event received after its
     hand-over (nothing shows the webhook was working then); `key expired`: LINE, past the retry key's
     life; `other`: none of these, an unknown the rules should have decided."""
     if not con.execute("select count(*) from ledger.sends where status = 'unknown'").fetchone()[0]:
@@ -791,8 +791,8 @@ def _why_unknown(con: Any) -> dict[str, int]:
     for channel, attempts, handed, detail, has_event in rows:
         if channel == "line" and "key has expired" in (detail or ""):
             why["key expired"] += 1
-        elif channel == "email" and not has_event and attempts >= 2:
-            why["resend once"] += 1
+        elif channel == "email" and not has_event and attempts >= Settings().reconcile_max_attempts:
+            why["resend limit"] += 1
         elif channel == "email" and not has_event and (newest_utc is None or handed is None or handed > newest_utc):
             why["no later event"] += 1
         else:
@@ -887,8 +887,8 @@ def _print(report: dict[str, Any]) -> None:
         why.update(r.get("unknown_after_why") or {})
     if why:
         print("unknown at the end, by the rule that keeps them (see campaigns/reconcile.py): " + ", ".join(
-            f"{why_} {n}" for why_, n in sorted(why.items())) + "  [resend once: e-mails handed over twice without "
-            "an event; no later event: no event received after the hand-over; key expired: LINE past 24 h; other: "
+            f"{why_} {n}" for why_, n in sorted(why.items())) + "  [resend limit: e-mails handed over "
+            "KIZUNA_RECONCILE_MAX_ATTEMPTS times without an event; no later event: no event received after the hand-over; key expired: LINE past 24 h; other: "
             "none of these]")
     for r in rows:
         if r.get("unknown_after_why"):

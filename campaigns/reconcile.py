@@ -13,9 +13,11 @@ SendGrid accepts produces events (`processed` within seconds, then `delivered`,
 2. an `unknown` e-mail with no event at all, handed over more than
    `reconcile_wait_hours` ago, while the webhook is demonstrably working (events arrived
    after that wait, and events arrived for other e-mails of the same night), was never
-   accepted: it is planned again and sent once more by tonight's run. Only once: a
-   message handed over twice that is still undecided stays `unknown` for a person
-   (`kizuna sends unknown`);
+   accepted: it is planned again and sent by tonight's run. The same evidence is asked
+   for again after each hand-over, so a resend never duplicates a message SendGrid has;
+   the number of hand-overs is bounded all the same (`reconcile_max_attempts`), against
+   a webhook that loses some events and not others: beyond it the message stays
+   `unknown` for a person (`kizuna sends unknown`);
 3. everything else stays `unknown` until its events arrive (or a person decides).
 """
 
@@ -32,7 +34,7 @@ import duckdb
 class ReconcileResult:
     sent: int  # decided `sent` by a SendGrid event
     dropped: int  # decided `failed` by a `dropped` event
-    resend: int  # no event long after the hand-over: planned for one more attempt
+    resend: int  # no event long after the hand-over: planned for another attempt
     still_unknown: int
 
     def summary(self) -> str:
@@ -41,7 +43,7 @@ class ReconcileResult:
 
 
 def reconcile_unknown_emails(con: duckdb.DuckDBPyConnection, wait_hours: float, shop_timezone: str,
-                             now: datetime | None = None) -> ReconcileResult:
+                             now: datetime | None = None, max_attempts: int = 5) -> ReconcileResult:
     """Decide `unknown` e-mails from `raw.message_events` (loaded) and the ledger (attached as `ledger`).
 
     `now` is UTC (naive), like the ledger's `handed_over_at`; event times are shop-local."""
@@ -76,15 +78,17 @@ def reconcile_unknown_emails(con: duckdb.DuckDBPyConnection, wait_hours: float, 
         resend = con.execute("""
             update ledger.sends s
             set status = 'planned', updated_at = now()::timestamp,
-                detail = 'resent once: no SendGrid event ' || $wait || ' h after the hand-over while events for '
-                         || 'the same night arrived, so SendGrid never accepted it; was: ' || coalesce(s.detail, '')
-            where s.channel = 'email' and s.status = 'unknown' and coalesce(s.attempts, 1) < 2
-              and s.handed_over_at is not null and s.handed_over_at <= $cutoff
+                detail = 'sent again: no SendGrid event ' || $wait || ' h after hand-over ' || coalesce(s.attempts, 1)
+                         || ' while events for the same night arrived, so SendGrid never accepted it; was: '
+                         || coalesce(s.detail, '')
+            where s.channel = 'email' and s.status = 'unknown' and coalesce(s.attempts, 1) < $max_attempts
+              -- event arrival times are whole seconds: compare the hand-over at that precision
+              and s.handed_over_at is not null and date_trunc('second', s.handed_over_at) <= $cutoff
               and not exists (select 1 from raw.message_events e where e.send_id = s.send_id)
               and exists (select 1 from raw.message_events e join ledger.sends o on o.send_id = e.send_id
                           where o.run_date = s.run_date and o.channel = 'email')
             returning 1
-        """, {"wait": f"{wait_hours:g}", "cutoff": cutoff}).fetchall()
+        """, {"wait": f"{wait_hours:g}", "cutoff": cutoff, "max_attempts": max_attempts}).fetchall()
         resend = len(resend)
     still, = con.execute("select count(*) from ledger.sends where channel = 'email' and status = 'unknown'").fetchone()
     return ReconcileResult(sent, len(decided) - sent, resend, still)

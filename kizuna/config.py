@@ -114,8 +114,11 @@ class Settings(BaseSettings):
     reconcile_wait_hours: float = Field(
         6.0, ge=0, description="An e-mail left `unknown` (the process died or SendGrid did not answer) for which "
         "no SendGrid event has arrived this many hours after its hand-over, while events for the same night's "
-        "other e-mails did arrive, was never accepted: it is sent once more. (SendGrid reports `processed` "
+        "other e-mails did arrive, was never accepted: it is sent again. (SendGrid reports `processed` "
         "within seconds of accepting a message.)")
+    reconcile_max_attempts: int = Field(
+        5, ge=1, description="Hand-overs an e-mail may have in all when SendGrid's events show it was never "
+        "accepted (each resend needs that evidence anew); beyond them it stays `unknown` for a person.")
 
     # Feedback: provider webhooks (kizuna/events). Secrets (the SendGrid verification key, the LINE
     # channel secret) are not settings: kizuna.secrets resolves SENDGRID_WEBHOOK_PUBLIC_KEY and

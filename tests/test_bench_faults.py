@@ -50,7 +50,7 @@ def test_duplicates_lost_wrong_and_unknown_are_each_counted(tmp_path: Path) -> N
         ("E-skipped", "email", "C1", "skipped", 0, "no_consent"),
         ("E-stuck", "email", "C1", "planned", 0, None),
         ("E-failed", "email", "C1", "failed", 1, "SendGrid refused the request (400)"),
-        ("E-twice-unknown", "email", "C1", "unknown", 2, "SendGrid answered 500"),
+        ("E-limit-unknown", "email", "C1", "unknown", 5, "SendGrid answered 500"),  # KIZUNA_RECONCILE_MAX_ATTEMPTS
         ("E-late-unknown", "email", "C1", "unknown", 1, "SendGrid answered 500"),
         ("E-evented-unknown", "email", "C1", "unknown", 1, "SendGrid answered 500"),
         ("L-a", "line", "C2", "sent", 1, "accepted"),
@@ -73,7 +73,7 @@ def test_duplicates_lost_wrong_and_unknown_are_each_counted(tmp_path: Path) -> N
     assert result["lost"] == 3  # E-never (sent, never delivered), E-stuck (still planned), U3's message
     assert result["wrong"] == 2  # E-skipped delivered; E-unplanned delivered but not in the ledger
     assert result["unknown_after"] == 4 and result["unknown_after_by_channel"] == {"email": 3, "line": 1}
-    assert result["unknown_after_why"] == {"resend once": 1, "no later event": 1, "other": 1, "key expired": 1}
+    assert result["unknown_after_why"] == {"resend limit": 1, "no later event": 1, "other": 1, "key expired": 1}
     assert result["statuses"]["email"] == {"sent": 3, "skipped": 1, "planned": 1, "failed": 1, "unknown": 3}
     assert result["delivered"] == {"email": 6, "line": 4, "lists": 3}
     assert any("E-twice delivered 2 times" in e for e in result["examples"]["duplicates"])

@@ -23,7 +23,7 @@
    be matched to a customer before.
 4. `unknown` e-mails are reconciled from SendGrid's events (`campaigns.reconcile`): an
    event decides them; no event long after the hand-over means SendGrid never took it,
-   and it is sent once more tonight.
+   and it is sent again tonight (up to `reconcile_max_attempts` hand-overs).
 
 The raw tables' DDL is in dbt_project/macros/create_campaign_raw_tables.sql (dbt creates
 them empty before a build, so the marts build before any event or send exists); the
@@ -268,7 +268,8 @@ def load_events(settings: Settings, scenarios: Sequence[Scenario] | None = None)
             create_raw_tables(con, settings.dbt_project_dir)  # type: ignore[arg-type]
             ledger.attach(con, settings.ledger)  # type: ignore[arg-type]
             email_new, line_new = _copy_new_events(con, events, tz, loaded_at)
-            reconciled = reconcile_unknown_emails(con, settings.reconcile_wait_hours, settings.timezone)
+            reconciled = reconcile_unknown_emails(con, settings.reconcile_wait_hours, settings.timezone,
+                                                  max_attempts=settings.reconcile_max_attempts)
             con.execute("begin")
             con.execute("delete from raw.campaign_sends")
             con.execute("""
