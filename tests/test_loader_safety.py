@@ -18,18 +18,11 @@ from connectors.sources.csv_export import CsvExportSource
 from connectors.sources.export_format import EXPORT_FILES_BY_TABLE
 from connectors.sources.loader import MAX_RECORD_BYTES, load_night, load_pending
 from kizuna.errors import ExportError, NightRejected, QualityGateFailed
-from test_csv_source import CUSTOMERS, csv_text, order, snapshot, write
+from test_csv_source import CUSTOMERS, csv_text, env, order, snapshot, write  # noqa: F401  (env: a fixture)
 
 N28, N29, N30 = date(2026, 11, 28), date(2026, 11, 29), date(2026, 11, 30)
 
 
-@pytest.fixture
-def env(tmp_path):
-    exports, archive = tmp_path / "exports", tmp_path / "archive"
-    exports.mkdir()
-    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    yield exports, archive, con
-    con.close()
 
 
 class TotalsGate:

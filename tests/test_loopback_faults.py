@@ -16,7 +16,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -35,6 +33,7 @@ from connectors.channels.loopback.__main__ import main as loopback_main
 from connectors.channels.loopback.server import FAULT_KINDS
 from kizuna.config import Settings
 from kizuna.events.webhook import create_app
+from test_events import running
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "U" + "a" * 32
@@ -220,21 +219,8 @@ def test_line_forgets_a_retry_key_after_its_life_so_a_late_resend_arrives_twice(
 def webhook(tmp_path: Path, public_key: str):
     """`kizuna.events.webhook.create_app` under uvicorn on 127.0.0.1; yields (settings, URL)."""
     settings = Settings(home=tmp_path, data_dir=tmp_path / "data")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, sendgrid_public_key=public_key), log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "webhook server did not start"
-        time.sleep(0.02)
-    try:
-        yield settings, f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        srv.should_exit = True
-        thread.join(5)
-        sock.close()
+    with running(create_app(settings, sendgrid_public_key=public_key)) as url:
+        yield settings, url
 
 
 def test_a_loopback_sendgrid_process_posts_signed_events_of_what_it_accepted(tmp_path):
