@@ -5,10 +5,11 @@ Selection is one set-based SQL statement on DuckDB over every scenario step at o
 cart, ...) are joined to the steps, due = anchor + day; then consent, suppression,
 hold-out, priority between scenarios and the frequency cap decide each row's status,
 and all rows are inserted into the ledger in that one statement. Delivery goes
-through the channel interface in batches; each batch is marked `sending` before the
-hand-over and its outcomes recorded after, so a crash at any point is finished by
-the next run without sending anything twice (or flagged `unknown` for a person when
-the provider cannot deduplicate).
+through the channel interface in batches; the channel journals each provider request
+as `sending` right before it and its outcomes right after (`ledger.Journal`), so a crash
+at any point leaves at most the requests in flight undecided, and the next run finishes
+the rest without sending anything twice: it hands a message over again only where the
+provider deduplicates, and flags it `unknown` otherwise (docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -445,7 +446,7 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
         ledger.mark(con, [r["send_id"] for r in stale], "unknown", why)
         for r in stale:
             result.delivered[(r["scenario_id"], r["step_id"], channel_name, "unknown")] += 1
-    pending = [r for r in rows if r["status"] == "planned" or (r["status"] != "planned" and resendable(r))]
+    pending = [r for r in rows if r["status"] == "planned" or resendable(r)]
 
     for start in range(0, len(pending), channel.max_batch_size):
         batch = pending[start:start + channel.max_batch_size]
