@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     reports_dir: Path | None = Field(None, description="Nightly reports (default: <data_dir>/reports).")
     dbt_project_dir: Path | None = Field(None, description="The dbt project (default: <home>/dbt_project).")
 
+    source: Literal["csv", "mapped_csv", "shopify", "ec_cube"] = Field(
+        "csv", description="Where the shop's data comes from (docs/sources.md): `csv` (kizuna's export format in "
+        "KIZUNA_EXPORTS_DIR), `mapped_csv` (the cart's own CSV exports there, read through KIZUNA_SOURCE_MAPPING), "
+        "`shopify` (the Admin GraphQL API of KIZUNA_SHOPIFY_SHOP), `ec_cube` (an EC-CUBE 4 database, "
+        "KIZUNA_EC_CUBE_DATABASE_URL).")
+    landing_dir: Path | None = Field(
+        None, description="Where sources other than `csv` write each night's data in kizuna's export format before "
+        "it is loaded (default: <data_dir>/landing).")
+    source_mapping: Path | None = Field(
+        None, description="`mapped_csv`: the YAML mapping from the cart's export to kizuna's tables (default: the "
+        "shipped mapping for EC-CUBE 4's standard CSV exports).")
+    shopify_shop: str = Field("", description="`shopify`: the shop's domain, e.g. `kizuna-demo.myshopify.com`.")
+    shopify_api_url: str | None = Field(
+        None, description="`shopify`: the Admin API base URL (default https://<shop>; tests and the demo: the "
+        "loopback twin).")
     source_encoding: Literal["auto", "utf-8", "cp932"] = Field(
         "auto", description="Encoding of the CSV exports; `auto` tries UTF-8, then CP932 (Shift_JIS)."
     )
@@ -151,6 +166,7 @@ class Settings(BaseSettings):
         data = (self.data_dir or self.home / "data").resolve()
         self.data_dir = data
         self.exports_dir = (self.exports_dir or data / "exports").resolve()
+        self.landing_dir = (self.landing_dir or data / "landing").resolve()
         self.archive_dir = (self.archive_dir or data / "archive").resolve()
         self.warehouse = (self.warehouse or data / "warehouse.duckdb").resolve()
         self.ledger = (self.ledger or data / "ledger.duckdb").resolve()

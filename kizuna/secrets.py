@@ -26,6 +26,9 @@ KNOWN_SECRETS: dict[str, str] = {
     "TWILIO_AUTH_TOKEN": "Twilio auth token, for KIZUNA_SMS_PROVIDER=twilio",
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "SendGrid Event Webhook verification key (base64), for `kizuna webhook serve`",
     "LINE_CHANNEL_SECRET": "LINE channel secret (webhook signatures), for `kizuna webhook serve`",
+    "SHOPIFY_ACCESS_TOKEN": "Shopify Admin API access token (read scopes), for KIZUNA_SOURCE=shopify",
+    "EC_CUBE_DATABASE_URL": "EC-CUBE database URL for a read-only user (postgresql://... or mysql://...), "
+                            "for KIZUNA_SOURCE=ec_cube",
     "ERASURE_SALT": "salt of the erasure register's hashes (optional: else generated into <data_dir>/erasure.salt)",
 }
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from campaigns.engine import CampaignResult, run_campaigns, send_date_for
 from campaigns.schema import load_scenarios
 from connectors.channels import registry
-from connectors.sources.csv_export import CsvExportSource
+from connectors.sources.base import ExportSource
+from connectors.sources.registry import source_for as _source_for
 from connectors.sources.loader import NightLoadResult, load_pending
 from kizuna import modelling, quality, report
 from kizuna.config import Settings
@@ -67,8 +68,8 @@ def connect(settings: Settings, read_only: bool = False):
     return _connect(settings.warehouse, read_only=read_only, wait_seconds=settings.warehouse_wait_seconds)
 
 
-def source_for(settings: Settings) -> CsvExportSource:
-    return CsvExportSource(settings.exports_dir, encoding=settings.source_encoding)
+def source_for(settings: Settings) -> ExportSource:
+    return _source_for(settings)
 
 
 def ignored_exports(settings: Settings) -> list[str]:

@@ -1,8 +1,17 @@
-"""The small interface every export source implements (today: CSV folders on disk).
+"""The small interface every export source implements.
 
-A source knows which nights it has exports for and, for one night, which export
-files are present. The loader (`connectors.sources.loader`) does the rest: checksum,
-decoding, validation, merge, load log and archive, the same for every source.
+A source knows which nights it has exports for and, for one night, which export files
+are present, as local CSV files in kizuna's export format (docs/export-format.md). The
+loader (`connectors.sources.loader`) does the rest: checksum, decoding, validation,
+quarantine, merge, the raw-data gate, load log and archive, the same for every source.
+
+Sources that are not folders of our CSV files (a cart's own CSV export read through a
+mapping, a cart's database, a shop API) write what they read for a night into that format,
+in a landing folder of their own (`<data_dir>/landing/<source>/<night>/`), and hand those
+files to the loader. A source that pulls incrementally keeps its cursor in the warehouse:
+`begin(con)` reads it before the load, `commit(con, night)` writes it inside the night's
+transaction, so the cursor moves only when the night is kept (a refused or failed night
+leaves it where it was). Choose the source with `KIZUNA_SOURCE` (`connectors.sources.registry`).
 """
 
 from __future__ import annotations
@@ -11,9 +20,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connectors.sources.export_format import ExportFile
 from kizuna.errors import ExportError
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,16 @@ class ExportSource(ABC):
     """
 
     encoding: str = "auto"
+    #: The export tables this source can deliver (what it cannot carry is absent, never invented:
+    #: docs/sources.md says why for each source). Default: every table of the export format.
+    carries: frozenset[str] | None = None
+
+    def begin(self, con: "duckdb.DuckDBPyConnection") -> None:
+        """Called once by the loader before it lists nights: read any state (a cursor) from the warehouse."""
+
+    def commit(self, con: "duckdb.DuckDBPyConnection", night: date) -> None:
+        """Called inside `night`'s transaction once its files are merged and the gate passed: record any state
+        (advance a cursor) so that it is kept exactly when the night is."""
 
     @abstractmethod
     def nights(self) -> list[date]:

@@ -161,3 +161,8 @@ class CsvExportSource(ExportSource):
 
     def __repr__(self) -> str:
         return f"CsvExportSource({str(self.exports_dir)!r}, encoding={self.encoding!r})"
+
+
+def source_from_settings(settings) -> CsvExportSource:
+    """`KIZUNA_SOURCE=csv`: kizuna's export format, one folder per night in `KIZUNA_EXPORTS_DIR`."""
+    return CsvExportSource(settings.exports_dir, encoding=settings.source_encoding)

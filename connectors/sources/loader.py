@@ -920,6 +920,7 @@ def load_night(con: duckdb.DuckDBPyConnection, source: ExportSource, night: date
                             result.gate = gate(con, night, source.files_dir(night))
                         except Exception as exc:
                             raise _GateRefused(exc) from exc
+                    source.commit(con, night)  # a cursor moves only with the night it belongs to
                 break
             except _DuckDBCannotRead as exc:
                 _set_aside(exc.prepared, exc.error)
@@ -971,6 +972,7 @@ def load_pending(con: duckdb.DuckDBPyConnection, source: ExportSource, through: 
     file was loaded: an empty list means nothing new.
     """
     ensure_raw_tables(con)
+    source.begin(con)
     for note in source.ignored():
         log.warning("exports: %s", note)
     results: list[NightLoadResult] = []
