@@ -347,5 +347,6 @@ def test_the_database_url_is_never_logged_or_shown(eccube, tmp_path, monkeypatch
 def test_a_database_that_is_not_ec_cube_is_named_as_such(postgres, tmp_path):
     postgres.execute("create database not_a_shop")
     url = postgres.url("postgres", postgres.superuser_password, "not_a_shop")
-    with pytest.raises(ExportError, match="has no table dtb_customer.*EC-CUBE 4.2/4.3"):
-        EcCubeSource(url, tmp_path / "landing").nights()
+    for ask in (lambda source: source.nights(), lambda source: source.carries):
+        with pytest.raises(ExportError, match="has no table dtb_customer.*EC-CUBE 4.2/4.3"):
+            ask(EcCubeSource(url, tmp_path / "landing"))

@@ -27,7 +27,7 @@ read, whatever the database user may do (give it a user with SELECT only, all th
 from __future__ import annotations
 
 import csv
-import io
+import filecmp
 import logging
 import os
 import re
@@ -221,10 +221,13 @@ class EcCubeSource(ExportSource):
     def has_mail_magazine(self) -> bool:
         """Whether the mail magazine plugin's column (`dtb_customer.plg_mailmagazine_flg`) exists."""
         if self._has_mail_magazine is None:
-            from sqlalchemy import inspect
+            from sqlalchemy import exc as sa_exc, inspect
 
             with self.connection() as con:
-                columns = {c["name"].lower() for c in inspect(con).get_columns("dtb_customer")}
+                try:
+                    columns = {c["name"].lower() for c in inspect(con).get_columns("dtb_customer")}
+                except sa_exc.NoSuchTableError:
+                    raise self._database_error(Exception('relation "dtb_customer" does not exist')) from None
             self._has_mail_magazine = MAIL_MAGAZINE_COLUMN in columns
         return self._has_mail_magazine
 
@@ -370,17 +373,19 @@ class EcCubeSource(ExportSource):
         if cursor is not None and end <= cursor:
             return []  # a night already kept: everything up to its end is in the warehouse
         since = cursor - OVERLAP if cursor is not None else None
-        tables = self._pull(since, end)
-        refs = self._write(night, tables)
+        with _NightFiles(night, self.files_dir(night)) as out:
+            self._pull(since, end, out)
+        refs = out.refs
         self._pulled[night] = (end, refs)
-        counts = ", ".join(f"{len(rows):,} {table}" for table, rows in tables.items() if rows) or "nothing"
+        counts = ", ".join(f"{n:,} {table}" for table, n in out.counts.items() if n) or "nothing"
         log.info("EC-CUBE night %s: %s changed %s%s", night, counts,
                  f"since {self._ts(since)}" if since else "(first load: everything)", f" up to {self._ts(end)}")
         return refs
 
     # -- pulling -----------------------------------------------------------------------------
 
-    def _pull(self, since: datetime | None, end: datetime) -> dict[str, list[list[str]]]:
+    def _pull(self, since: datetime | None, end: datetime, out: "_NightFiles") -> None:
+        """Stream every change in [since, end) into `out`, table by table, in one snapshot."""
         from sqlalchemy import text
 
         params = {"end": self._to_db(end), **({"since": self._to_db(since)} if since else {})}
@@ -390,8 +395,8 @@ class EcCubeSource(ExportSource):
 
         not_yet = ", ".join(map(str, ORDER_NOT_YET))
         mail_magazine = self.has_mail_magazine()
-        out: dict[str, list[list[str]]] = {t: [] for t in TABLE_ORDER}
         with self.connection() as con:
+            con = con.execution_options(stream_results=True, yield_per=10_000)  # server-side: bounded memory
             flag = f"c.{MAIL_MAGAZINE_COLUMN}" if mail_magazine else "null"
             for row in con.execute(text(f"""
                     select c.id, c.name01, c.name02, c.kana01, c.kana02, c.sex_id, c.birth, c.email,
@@ -438,7 +443,6 @@ class EcCubeSource(ExportSource):
                     from dtb_product_class pc join dtb_product p on p.id = pc.product_id
                     where ({window('pc')}) or ({window('p')}) order by pc.id"""), params).mappings():
                 out["products"].append(self._product(row))
-        return out
 
     def _customer(self, customer_id: str, row, registered_at, status: int | None) -> list[str]:
         """A member (dtb_customer) or a guest order's customer; 退会 (withdrawn) is an erasure request."""
@@ -492,36 +496,67 @@ class EcCubeSource(ExportSource):
         return [str(row["id"]), code, row["name"] or "", "main", _int_text(row["price02"]), "0", "false",
                 updated.strftime("%Y-%m-%d %H:%M:%S")]
 
-    # -- writing the night -------------------------------------------------------------------
 
-    def _write(self, night: date, tables: dict[str, list[list[str]]]) -> list[ExportFileRef]:
-        """One CSV per table with rows (none: no file), written atomically; an unchanged file is left
-        alone (the loader then skips it without reading), a file of an earlier pull with no rows now is
-        removed."""
-        folder = self.files_dir(night)
+
+class _TableFile:
+    """One table's CSV of a night, written row by row into a temporary file beside its final name."""
+
+    def __init__(self, night: date, folder: Path, table: str) -> None:
+        self.spec = EXPORT_FILES_BY_TABLE[table]
+        self.night, self.path = night, folder / self.spec.file_name
+        self.tmp = folder / f".{self.spec.file_name}.tmp"
+        self.count = 0
+        self._fh = None
+        self._carried = [c for c in self.spec.column_names if c not in NOT_CARRIED.get(table, ())]
+
+    def append(self, row: list[str]) -> None:
+        if self._fh is None:
+            self._fh = self.tmp.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._fh, lineterminator="\n")
+            self._writer.writerow(self.spec.column_names)
+        values = dict(zip(self._carried, row))
+        self._writer.writerow([values.get(c, "") for c in self.spec.column_names])
+        self.count += 1
+
+    def finish(self, keep: bool) -> ExportFileRef | None:
+        """Put the file in place (an identical one is left alone, so the loader skips it without reading;
+        a table with no rows now has no file: none means no change)."""
+        if self._fh is not None:
+            self._fh.close()
+        if not keep or not self.count:
+            self.tmp.unlink(missing_ok=True)
+            if keep:
+                self.path.unlink(missing_ok=True)
+            return None
+        if self.path.is_file() and filecmp.cmp(self.tmp, self.path, shallow=False):
+            self.tmp.unlink()
+        else:
+            os.replace(self.tmp, self.path)
+        return ExportFileRef(self.night, self.spec, self.path)
+
+
+class _NightFiles:
+    """A night's files in kizuna's format in its landing folder: `out["orders"].append(row)`; on a clean
+    exit every file is put in place at once (`refs`), on an error none is touched."""
+
+    def __init__(self, night: date, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        refs = []
-        for table in TABLE_ORDER:
-            spec = EXPORT_FILES_BY_TABLE[table]
-            path = folder / spec.file_name
-            rows = tables.get(table) or []
-            if not rows:
-                path.unlink(missing_ok=True)
-                continue
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            header = [c for c in spec.column_names if c not in NOT_CARRIED.get(table, ())]
-            writer.writerow(spec.column_names)
-            for row in rows:
-                full = dict(zip(header, row))
-                writer.writerow([full.get(c, "") for c in spec.column_names])
-            data = buffer.getvalue().encode("utf-8")
-            if not (path.is_file() and path.read_bytes() == data):
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
-            refs.append(ExportFileRef(night, spec, path))
-        return refs
+        self.files = {table: _TableFile(night, folder, table) for table in TABLE_ORDER}
+        self.refs: list[ExportFileRef] = []
+
+    def __getitem__(self, table: str) -> _TableFile:
+        return self.files[table]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {table: f.count for table, f in self.files.items()}
+
+    def __enter__(self) -> "_NightFiles":
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        refs = [f.finish(keep=exc_type is None) for f in self.files.values()]
+        self.refs = [r for r in refs if r is not None]
 
 
 def source_from_settings(settings) -> EcCubeSource:
