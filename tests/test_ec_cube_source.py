@@ -327,9 +327,8 @@ def test_the_database_url_is_never_logged_or_shown(eccube, tmp_path, monkeypatch
     password = re.search(r"://[^:]+:([^@]+)@", eccube.reader_url).group(1)
     monkeypatch.setenv("KIZUNA_EC_CUBE_DATABASE_URL", eccube.reader_url)
     settings = _settings(tmp_path, source="ec_cube")
-    caplog.set_level(logging.DEBUG)
-    for name in ("sqlalchemy.engine", "sqlalchemy.pool", "psycopg"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    for name in (None, "sqlalchemy.engine", "sqlalchemy.pool", "psycopg"):  # everything, restored afterwards
+        caplog.set_level(logging.DEBUG, logger=name)
     with eccube.connect() as con:
         _one_customer_shop(con, datetime(2026, 2, 1, 10, 0, tzinfo=TZ))
     stages.ingest(settings, stages.resolve_night(settings, None))

@@ -17,7 +17,10 @@ holding everything changed before its end. Later, every night with a change sinc
 Each night's pull re-reads the `OVERLAP` before the cursor, so a row written by a transaction that
 committed just after the previous pull is not lost (a row read twice changes nothing: the loader keeps the
 newest `updated_at`). All tables of one pull are read in one REPEATABLE READ, READ ONLY transaction, so an
-order and its items are from the same moment.
+order and its items are from the same moment. Rows are streamed (server-side cursors) into the night's
+files in the landing folder, which are put in place only when the whole pull succeeded; the landing folders
+of nights already kept are removed on the next run (the loader's archive holds their copy, and erasure
+purges it there).
 
 The connection is read-only twice over: the session is set to read-only transactions before anything is
 read, whatever the database user may do (give it a user with SELECT only, all the same). The URL
