@@ -80,11 +80,16 @@ def ignored_exports(settings: Settings) -> list[str]:
 def resolve_night(settings: Settings, night: date | None) -> date:
     """The night to process: the one asked for, or the newest export available."""
     nights = source_for(settings).nights()
-    if not nights:
+    if not nights and settings.source in ("csv", "mapped_csv"):
         raise KizunaError(
             f"No export found in {settings.exports_dir}: expected one folder per night named YYYY-MM-DD "
-            "holding the CSV files (see docs/export-format.md), or run `kizuna demo` for a demo shop."
+            "holding the CSV files (see docs/export-format.md and docs/sources.md), or run `kizuna demo` for a "
+            "demo shop."
         )
+    if not nights:
+        raise KizunaError(
+            f"The {settings.source} source (KIZUNA_SOURCE) has no finished night to load yet: a night is a day "
+            f"in {settings.timezone} that has ended (see docs/sources.md).")
     if night is None:
         return nights[-1]
     if night not in nights:

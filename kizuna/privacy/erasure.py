@@ -20,7 +20,7 @@ night, idempotently:
    - provider events (`raw.message_events`, `raw.line_follow_events` and the webhook
      store's SQLite file): the address hash, bounce reason and JSON reduced to
      non-personal keys;
-   - files: archived exports rewritten in their own encoding with the person's fields
+   - files: archived exports (and the landing folders of non-CSV sources) rewritten in their own encoding with the person's fields
      blanked; their outbox messages deleted and their `index.jsonl` lines redacted; their
      DM / call / insert list rows blanked; their values replaced in the report pages;
 4. **Leave no copy behind.** When anything was purged from the warehouse, it is copied into
@@ -662,8 +662,11 @@ class _Run:
             self.file_done(path, state)
 
     def archive(self) -> None:
-        root = Path(self.settings.archive_dir)  # type: ignore[arg-type]
-        if not root.is_dir():
+        """Archived exports (`archive/<night>/`) and what sources other than `csv` landed in kizuna's format
+        (`landing/<source>/<night>/`): the same CSV files, scrubbed alike."""
+        archive, landing = Path(self.settings.archive_dir), Path(self.settings.landing_dir)  # type: ignore[arg-type]
+        paths = sorted(archive.glob("*/*.csv")) + sorted(landing.glob("*/*/*.csv"))
+        if not paths:
             return
 
         def decider(header: list[str]):
@@ -686,7 +689,7 @@ class _Run:
                 return blank
             return decide
 
-        for path in sorted(root.glob("*/*.csv")):
+        for path in paths:
             if not self.file_due(path, self.state):
                 continue
             scrub = files.scrub_csv(path, decider)
