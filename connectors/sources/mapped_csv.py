@@ -526,11 +526,7 @@ class _Reader:
                                 "round() floor() ceil() are allowed")
         if not refs:
             raise self.fail(f"{where}.expr", f"{text!r} names no header in braces")
-        body = tree.body
-
-        def evaluate(values: list[Decimal]) -> Decimal:
-            return _eval(body, values)
-        return refs, evaluate
+        return refs, _compiled(tree, len(refs))
 
 
 def _reads(spec: object) -> str:
@@ -546,24 +542,28 @@ def _reads(spec: object) -> str:
     return f"; it reads header{'s' if len(names) > 1 else ''} " + ", ".join(repr(n) for n in names)
 
 
-def _eval(node: ast.AST, values: list[Decimal]) -> Decimal:
-    if isinstance(node, ast.Constant):
-        return Decimal(str(node.value))
-    if isinstance(node, ast.Name):
-        return values[int(node.id[2:])]
-    if isinstance(node, ast.UnaryOp):
-        operand = _eval(node.operand, values)
-        return -operand if isinstance(node.op, ast.USub) else operand
-    if isinstance(node, ast.Call):
-        return _eval(node.args[0], values).quantize(Decimal(1), rounding=_ROUNDING[node.func.id])
-    left, right = _eval(node.left, values), _eval(node.right, values)
-    if isinstance(node.op, ast.Add):
-        return left + right
-    if isinstance(node.op, ast.Sub):
-        return left - right
-    if isinstance(node.op, ast.Mult):
-        return left * right
-    return left / right
+def _compiled(tree: ast.Expression, n_refs: int) -> Callable[[list[Decimal]], Decimal]:
+    """The checked expression (only arithmetic, `_h<i>` headers, round/floor/ceil) as a function of the
+    headers' values. Numbers become Decimals, so `{価格} * 1.1` is exact."""
+    constants: dict[str, Decimal] = {}
+
+    class Decimals(ast.NodeTransformer):
+        def visit_Constant(self, node: ast.Constant) -> ast.AST:
+            name = f"_c{len(constants)}"
+            constants[name] = Decimal(str(node.value))
+            return ast.copy_location(ast.Name(name, ast.Load()), node)
+
+    tree = ast.fix_missing_locations(Decimals().visit(tree))
+    args = ", ".join(f"_h{i}" for i in range(n_refs))
+    lam = ast.parse(f"lambda {args}: 0", mode="eval")
+    lam.body.body = tree.body  # type: ignore[attr-defined]
+    scope = {"__builtins__": {}, **constants, **{name: _rounder(mode) for name, mode in _ROUNDING.items()}}
+    fn = eval(compile(ast.fix_missing_locations(lam), "<mapping expr>", "eval"), scope)  # noqa: S307 (checked tree)
+    return lambda values: fn(*values)
+
+
+def _rounder(mode: str) -> Callable[[Decimal], Decimal]:
+    return lambda value: value.quantize(Decimal(1), rounding=mode)
 
 
 def _check_format(fmt: str, parser: str, fail: Callable[[str], MappingError]) -> None:
@@ -613,7 +613,12 @@ def _normal(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip()
 
 
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
 def _number(raw: str, money: bool) -> Decimal:
+    if _PLAIN_NUMBER.fullmatch(raw):
+        return Decimal(raw)
     text = _normal(raw).replace(",", "").replace(" ", "")
     if money:
         text = text.replace("円", "").replace("¥", "").replace("\\", "").replace("￥", "")
@@ -644,6 +649,14 @@ class _Converter:
                           if c.fallback is not None}
         self.sheet_columns = {c.field: c.lookup[1].index_in(lookups[c.lookup[0]].header)
                               for c in rule.columns if c.lookup is not None}
+        # A plain column (one header, text, nothing else to do) is read directly: most columns are.
+        self.plain = [(c.column.name, positions[0]) for c, positions, when in self.columns
+                      if c.kind == "header" and len(c.refs) == 1 and c.parser == "text" and not when
+                      and c.lookup is None and c.value_map is None and c.regex is None and c.if_empty is None
+                      and c.fallback is None and positions[0] is not None]
+        plain = {name for name, _ in self.plain}
+        self.columns = [c for c in self.columns if c[0].column.name not in plain]
+        self.night_end = f"{night} 23:59:59"
 
     @staticmethod
     def positions(rule: ColumnRule, header: list[str]) -> list[int | None]:
@@ -652,8 +665,10 @@ class _Converter:
     def wanted(self, row: list[str]) -> bool:
         return all(c.holds(_cell(row, i).strip()) for c, i in self.where)
 
+
     def convert(self, row: list[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
+        width = len(row)
+        out = {name: row[i].strip() if i < width else "" for name, i in self.plain}
         problems: list[str] = []
         for rule, positions, when in self.columns:
             try:
@@ -672,10 +687,10 @@ class _Converter:
         return next((v for v in (_cell(row, i).strip() for i in positions) if v), "")
 
     def value(self, rule: ColumnRule, positions: list[int | None], when, row: list[str]) -> str:
-        if not all(c.holds(_cell(row, i).strip()) for c, i in when):
+        if when and not all(c.holds(_cell(row, i).strip()) for c, i in when):
             return ""
         if rule.kind == "night":
-            return f"{self.night} 23:59:59" if rule.column.type == "timestamp" else self.night.isoformat()
+            return self.night_end if rule.column.type == "timestamp" else self.night.isoformat()
         if rule.kind == "expr":
             return self.expression(rule, positions, row)
         value = self.source_value(rule, positions, row)
@@ -705,7 +720,7 @@ class _Converter:
         if rule.kind == "value":
             return rule.constant
         if rule.kind == "night":
-            return f"{self.night} 23:59:59"
+            return self.night_end
         if rule.kind == "template":
             cells = [_cell(row, i).strip() for i in positions]
             if not all(cells):
@@ -763,18 +778,52 @@ class _Converter:
             raise _Bad(_fit(f"{_shown(value)} (not {what}: the mapping's words are "
                             f"{', '.join(sorted(rule.true_words))[:30]} / {', '.join(sorted(rule.false_words))[:30]})",
                             f"{_shown(value)} (not {what})"))
-        text = _normal(value)
+        text = value if value.isascii() else _normal(value)
         for fmt in rule.formats:
-            try:
-                parsed = datetime.strptime(text, fmt)
-            except ValueError:
-                continue
-            return f"{parsed:%Y-%m-%d %H:%M:%S}" if rule.column.type == "timestamp" else f"{parsed:%Y-%m-%d}"
+            parsed = _strptime(text.strip(), fmt)
+            if parsed is not None:
+                return f"{parsed:%Y-%m-%d %H:%M:%S}" if rule.column.type == "timestamp" else f"{parsed:%Y-%m-%d}"
         formats = " or ".join(rule.formats)
         raise _Bad(_fit(f"{_shown(value)} (not a date: the mapping reads {rule.source_label} as {formats})",
                         f"{_shown(value)} (not a date: the mapping reads {rule.source_label} as "
                         f"{rule.formats[0]} or …)",
                         f"{_shown(value)} (not a date in {rule.source_label}'s formats)"))
+
+
+_FIELDS = {"%Y": r"(?P<year>\d{4})", "%m": r"(?P<month>\d{1,2})", "%d": r"(?P<day>\d{1,2})",
+           "%H": r"(?P<hour>\d{1,2})", "%M": r"(?P<minute>\d{1,2})", "%S": r"(?P<second>\d{1,2})"}
+_FAST: dict[str, re.Pattern | None] = {}
+
+
+def _fast_pattern(fmt: str) -> re.Pattern | None:
+    """A regex reading `fmt` when it holds only %Y %m %d %H %M %S (each once) and plain characters."""
+    if fmt not in _FAST:
+        parts, seen, pattern = re.split(r"(%.)", fmt), set(), ""
+        for part in parts:
+            if part.startswith("%"):
+                if part not in _FIELDS or part in seen:
+                    _FAST[fmt] = None
+                    return None
+                seen.add(part)
+                pattern += _FIELDS[part]
+            else:
+                pattern += re.escape(part)
+        _FAST[fmt] = re.compile(pattern)
+    return _FAST[fmt]
+
+
+def _strptime(text: str, fmt: str) -> datetime | None:
+    """`datetime.strptime(text, fmt)`, or None when `text` is not in `fmt` (or no real date)."""
+    pattern = _fast_pattern(fmt)
+    try:
+        if pattern is None:
+            return datetime.strptime(text, fmt)
+        m = pattern.fullmatch(text)
+        if m is None:
+            return None
+        return datetime(**{k: int(v) for k, v in m.groupdict().items()})
+    except ValueError:
+        return None
 
 
 def _cell(row: list[str], index: int | None) -> str:
