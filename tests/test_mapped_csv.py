@@ -232,6 +232,20 @@ def test_orders_and_lines_come_from_one_file_once_each(small):
     assert quarantine(settings) == []
 
 
+def test_ec_cube_shipping_csv_beside_the_order_csv_adds_no_second_shipment(small):
+    """EC-CUBE's 配送CSV has the 受注CSV's layout; a night holding both loads each shipment once."""
+    root, exports = small
+    order_file = next(first_night(exports).glob("order_*.csv"))
+    shutil.copy(order_file, order_file.with_name(order_file.name.replace("order_", "shipping_")))
+    settings = load(root, exports)
+    rows = read_cp932(order_file)
+    shipped = {r[ORDER_HEADER.index("出荷ID")] for r in rows[1:] if r[ORDER_HEADER.index("発送日")]}
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from raw.shipments where _night = ?",
+                           [first_night(exports).name]).fetchone()[0] == len(shipped) > 0
+    assert quarantine(settings) == []
+
+
 def test_guest_orders_become_customers_of_their_own(small):
     root, exports = small
     order_file = next(first_night(exports).glob("order_*.csv"))
@@ -271,6 +285,8 @@ ORDERED_AT = 'ordered_at: {header: 受注日, formats: ["%Y-%m-%d %H:%M:%S", "%Y
     ("subtotal: {header: 小計, parse: money}", "subtotal: {header: 小計, parse: yen}", "orders.subtotal.parse", "小計"),
     ('shipping_fee: {expr: "{合計} - {小計} + {値引き}"}', 'shipping_fee: {expr: "{合計} - {小計} +"}',
      "orders.shipping_fee.expr", "合計"),
+    ('shipping_fee: {expr: "{合計} - {小計} + {値引き}"}', 'shipping_fee: {expr: "{合計} ** 2"}',
+     "orders.shipping_fee.expr", "合計"),  # only + - * / and rounding
     ("postal_code: {header: 郵便番号, regex: '(\\d{3})-?(\\d{4})'", "postal_code: {header: 郵便番号, regex: '(\\d{3}'",
      "customers[1].postal_code.regex", "郵便番号"),
     ("  orders:\n", "  order:\n", "tables.order", ""),  # unknown table

@@ -207,7 +207,7 @@ class SourceRule:
 
     def headers(self) -> list[tuple[str, HeaderRef]]:
         """(field, header) for every header this rule reads."""
-        out = [(f"{self.label} (where)", c.header) for c in self.where]
+        out = [(f"{self.label}.where", c.header) for c in self.where]
         for rule in self.columns:
             out += [(rule.field, h) for h in rule.headers()]
         return out
@@ -494,10 +494,11 @@ class _Reader:
             prefer = spec["prefer"]
             rule.combine, rule.prefer = "prefer", tuple(_scalar(v) for v in (prefer if isinstance(prefer, list)
                                                                                 else [prefer]))
-        elif _scalar(spec) in ("first", "max", "min"):
+        elif _scalar(spec) in COMBINE_RULES and _scalar(spec) != "prefer":
             rule.combine = _scalar(spec)
         else:
-            raise self.fail(where, "how the rows of one key are combined: first, max, min or {prefer: [values]}")
+            raise self.fail(where, f"how the rows of one key are combined: one of {', '.join(COMBINE_RULES[:-1])} "
+                            "or {prefer: [values, best first]}")
 
     def expression(self, text: str, where: str) -> tuple[list[HeaderRef], Callable[[list[Decimal]], Decimal]]:
         """`{価格} * (100 + {税率}) / 100`, `round(...)`: + - * / on headers and numbers, round/floor/ceil."""
@@ -513,12 +514,15 @@ class _Reader:
         except SyntaxError:
             raise self.fail(f"{where}.expr", f"{text!r} is not an arithmetic expression (headers in braces, "
                             "+ - * / ( ), round() floor() ceil())") from None
+        headers = {f"_h{i}" for i in range(len(refs))}
+        functions = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
         for node in ast.walk(tree):
             ok = isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Add, ast.Sub, ast.Mult, ast.Div,
                                    ast.USub, ast.UAdd, ast.Load))
             ok = ok or (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
                         and not isinstance(node.value, bool))
-            ok = ok or (isinstance(node, ast.Name) and (node.id.startswith("_h") or node.id in _ROUNDING))
+            ok = ok or (isinstance(node, ast.Name) and (node.id in headers
+                                                        or (node.id in _ROUNDING and id(node) in functions)))
             ok = ok or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ROUNDING
                         and len(node.args) == 1 and not node.keywords)
             if not ok:
@@ -665,7 +669,6 @@ class _Converter:
     def wanted(self, row: list[str]) -> bool:
         return all(c.holds(_cell(row, i).strip()) for c, i in self.where)
 
-
     def convert(self, row: list[str]) -> dict[str, str]:
         width = len(row)
         out = {name: row[i].strip() if i < width else "" for name, i in self.plain}
@@ -752,7 +755,7 @@ class _Converter:
                                 f"{rule.template})", f"{_shown(cell)} ({ref.text}: not a number)")) from None
         try:
             return _whole(rule.expr(values))  # type: ignore[misc]
-        except (ArithmeticError, InvalidOperation, ValueError):
+        except (ArithmeticError, InvalidOperation, ValueError, TypeError):
             raise _Bad(_fit(f"{rule.template} = not a whole yen amount for "
                             f"{', '.join(_shown(c) for c in cells)}; wrap it in round()",
                             "not a whole number: wrap the expr in round()")) from None
@@ -949,10 +952,13 @@ class MappedCsvSource(ExportSource):
     # -- checks when the source is built ------------------------------------------------------
 
     def check(self) -> None:
-        """Every header the mapping reads is in every cart file it reads, and every lookup sheet is there."""
-        for sheet in self.mapping.lookups.values():
-            self._sheet_header(sheet)
-        for night in self.nights():
+        """Every header the mapping reads is in every cart file it reads, and every lookup sheet is there
+        (once there is a night to load: before the first export arrives, the run says there is none)."""
+        nights = self.nights()
+        if nights:
+            for sheet in self.mapping.lookups.values():
+                self._sheet_header(sheet)
+        for night in nights:
             folder = self.nights_of.night_dir(night)
             if folder.is_symlink() or not folder.is_dir():
                 continue  # files() refuses it with the loader's message
