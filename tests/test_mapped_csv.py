@@ -31,7 +31,7 @@ from source_parity import assert_same_marts, build, restrict
 
 END = date(2026, 11, 22)
 NIGHTS = 3
-CUSTOMERS = 600
+CUSTOMERS = 1000  # seed 11: two members withdraw (退会), orders are cancelled and returned
 
 
 def _columns(table: str, leave_out: set[str]) -> list[str]:
@@ -98,9 +98,12 @@ def test_ec_cube_csv_exports_give_the_same_marts_as_kizunas_own_csv(parity):
         loaded = dict(con.execute("select file_name, sum(rows_read) from raw._load_log group by 1").fetchall())
         quarantined = con.execute("select count(*) from raw._quarantine").fetchone()[0]
         kinds = dict(con.execute("select order_kind, count(*) from raw.orders group by 1").fetchall())
+        statuses = dict(con.execute("select status, count(*) from raw.orders group by 1").fetchall())
+        erased = con.execute("select count(*) from raw.customers where deleted_at is not null").fetchone()[0]
     assert set(loaded) == {f"{t}.csv" for t in CARRIED}
     assert loaded["orders.csv"] > CUSTOMERS and quarantined == 0
     assert set(kinds) == {"trial", "one_off"}  # trial orders recognised through the product sheet
+    assert set(statuses) == {"confirmed", "cancelled", "returned"} and erased > 0  # the comparison covers them
 
 
 def test_what_ec_cube_cannot_carry_is_absent_not_invented(parity):
@@ -451,6 +454,30 @@ def test_another_carts_words_yen_and_dates_are_converted(tmp_path):
                       ("A-3", "returned", "one_off", 1980, 0, 0, 1980, "2025-01-05 11:05:00")]
     assert lines == [("A-1-1", 2, 1980, 3960), ("A-1-2", 1, 500, 500), ("A-2-1", 1, 1980, 1980),
                      ("A-3-1", 1, 1980, 1980)]
+
+
+def test_a_column_renamed_over_the_years_is_read_under_either_name(tmp_path):
+    """`headers: [A, B]`: a file needs one of them (old nights keep the old name); with neither, the error lists both."""
+    header = ["受注番号", "行", "会員番号", "受注日時", "ステータス", "定期", "商品番号", "数量", "単価", "商品合計", "値引",
+              "送料", "請求金額", "更新日時"]
+    row = ["A-1", "1", "M1", "2025/01/05 9:03", "受注", "", "P1", "1", "980", "980", "", "0", "980", "2025/01/05 9:03"]
+    for night, name in (("2025-01-05", "受注日時"), ("2025-01-06", "注文日時")):
+        (tmp_path / "exports" / night).mkdir(parents=True)
+        renamed = [name if h == "受注日時" else h for h in header]
+        write_cp932(tmp_path / "exports" / night / "受注明細.csv", [renamed, row[:13] + [f"{night.replace('-', '/')} 9:03"]])
+    mapping = tmp_path / "generic.yaml"
+    text = GENERIC_MAPPING.replace("files: 会員一覧*.csv", "files: none*.csv")
+    mapping.write_text(text.replace("ordered_at: {header: 受注日時", "ordered_at: {headers: [受注日時, 注文日時]"),
+                       encoding="utf-8")
+    source = MappedCsvSource(tmp_path / "exports", tmp_path / "landing", mapping)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        assert len(load_pending(con, source, through=date(2025, 1, 6))) == 2
+        assert con.execute("select ordered_at::varchar from raw.orders").fetchone()[0] == "2025-01-05 09:03:00"
+    mapping.write_text(text.replace("ordered_at: {header: 受注日時", "ordered_at: {headers: [受注日, 注文日]"),
+                       encoding="utf-8")
+    with pytest.raises(MappingError, match=r"orders\.ordered_at: none of the headers '受注日', '注文日' is in "
+                                           r"2025-01-05/受注明細\.csv \(did you mean '受注日時'\?"):
+        MappedCsvSource(tmp_path / "exports", tmp_path / "landing", mapping)
 
 
 def test_a_changed_cart_file_is_converted_and_loaded_again(tmp_path):

@@ -181,8 +181,12 @@ class ColumnRule:
     combine: str | None = None
     prefer: tuple[str, ...] = ()
 
-    def headers(self) -> list[HeaderRef]:
-        return self.refs + [c.header for c in self.when] + (self.fallback.refs if self.fallback else [])
+    def headers(self) -> list[list[HeaderRef]]:
+        """The headers this column reads, in groups of which a file must have at least one: `headers: [A, B]`
+        is one group (a file may have either: a column renamed over the years), any other header its own."""
+        groups = [self.refs] if self.kind == "headers" else [[r] for r in self.refs]
+        groups += [[c.header] for c in self.when]
+        return groups + (self.fallback.headers() if self.fallback else [])
 
     @property
     def source_label(self) -> str:
@@ -205,12 +209,17 @@ class SourceRule:
     def matches(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
 
-    def headers(self) -> list[tuple[str, HeaderRef]]:
-        """(field, header) for every header this rule reads."""
-        out = [(f"{self.label}.where", c.header) for c in self.where]
+    def headers(self) -> list[tuple[str, list[HeaderRef]]]:
+        """(field, headers of which a file must have one) for everything this rule reads."""
+        out = [(f"{self.label}.where", [c.header]) for c in self.where]
         for rule in self.columns:
-            out += [(rule.field, h) for h in rule.headers()]
+            out += [(rule.field, group) for group in rule.headers()]
         return out
+
+    def missing_in(self, header: list[str]) -> tuple[str, list[HeaderRef]] | None:
+        """The first (field, headers) none of which `header` has, or None."""
+        return next(((f, group) for f, group in self.headers() if all(r.index_in(header) is None for r in group)),
+                    None)
 
 
 @dataclass
@@ -925,11 +934,14 @@ def _names(header: list[str]) -> str:
     return shown + (f", … ({len(header)} columns)" if len(header) > 12 else "")
 
 
-def _not_in(ref: HeaderRef, where: str, header: list[str]) -> str:
+def _not_in(refs: list[HeaderRef] | HeaderRef, where: str, header: list[str]) -> str:
     """`header '受注日' is not in <file> (did you mean '受注日時'? its headers: ...)`."""
-    near = difflib.get_close_matches(ref.text, header, n=1, cutoff=0.5)
+    refs = refs if isinstance(refs, list) else [refs]
+    near = difflib.get_close_matches(refs[0].text, header, n=1, cutoff=0.5)
     hint = f"did you mean {near[0]!r}? " if near else ""
-    return f"header {ref.text!r} is not in {where} ({hint}its headers: {_names(header)})"
+    named = f"header {refs[0].text!r} is not" if len(refs) == 1 else \
+        f"none of the headers {', '.join(repr(r.text) for r in refs)} is"
+    return f"{named} in {where} ({hint}its headers: {_names(header)})"
 
 
 class MappedCsvSource(ExportSource):
@@ -972,11 +984,11 @@ class MappedCsvSource(ExportSource):
                 if header is None:
                     continue  # an empty file: nothing to map
                 for rule in rules:
-                    for where, ref in rule.headers():
-                        if ref.index_in(header) is None:
-                            raise self.mapping.error(
-                                where, f"{_not_in(ref, f'{night}/{entry.name}', header)}. Fix the header name in the "
-                                "mapping, or add the column to the cart's CSV export; nothing was loaded")
+                    missing = rule.missing_in(header)
+                    if missing is not None:
+                        raise self.mapping.error(
+                            missing[0], f"{_not_in(missing[1], f'{night}/{entry.name}', header)}. Fix the header name "
+                            "in the mapping, or add the column to the cart's CSV export; nothing was loaded")
 
     def _sheet_header(self, sheet: Lookup) -> list[str]:
         path = self.exports_dir / sheet.file
@@ -1140,9 +1152,9 @@ class MappedCsvSource(ExportSource):
                     continue
                 converters = []
                 for rule in self._rules_for(path.name):
-                    missing = [(w, r) for w, r in rule.headers() if r.index_in(header) is None]
-                    if missing:  # the file changed since the source was built
-                        raise self.mapping.error(missing[0][0], _not_in(missing[0][1], label, header))
+                    missing = rule.missing_in(header)
+                    if missing is not None:  # the file changed since the source was built
+                        raise self.mapping.error(missing[0], _not_in(missing[1], label, header))
                     converters.append((rule, _Converter(rule, header, night, self.mapping.lookups)))
                     used.add(rule.table.table)
                 skipped = 0
