@@ -457,14 +457,16 @@ def test_another_carts_words_yen_and_dates_are_converted(tmp_path):
 
 
 def test_a_column_renamed_over_the_years_is_read_under_either_name(tmp_path):
-    """`headers: [A, B]`: a file needs one of them (old nights keep the old name); with neither, the error lists both."""
+    """`headers: [A, B]`: a file needs one of them (old nights keep the old name); with neither, the error
+    lists both."""
     header = ["受注番号", "行", "会員番号", "受注日時", "ステータス", "定期", "商品番号", "数量", "単価", "商品合計", "値引",
               "送料", "請求金額", "更新日時"]
     row = ["A-1", "1", "M1", "2025/01/05 9:03", "受注", "", "P1", "1", "980", "980", "", "0", "980", "2025/01/05 9:03"]
     for night, name in (("2025-01-05", "受注日時"), ("2025-01-06", "注文日時")):
         (tmp_path / "exports" / night).mkdir(parents=True)
         renamed = [name if h == "受注日時" else h for h in header]
-        write_cp932(tmp_path / "exports" / night / "受注明細.csv", [renamed, row[:13] + [f"{night.replace('-', '/')} 9:03"]])
+        updated = f"{night.replace('-', '/')} 9:03"
+        write_cp932(tmp_path / "exports" / night / "受注明細.csv", [renamed, row[:13] + [updated]])
     mapping = tmp_path / "generic.yaml"
     text = GENERIC_MAPPING.replace("files: 会員一覧*.csv", "files: none*.csv")
     mapping.write_text(text.replace("ordered_at: {header: 受注日時", "ordered_at: {headers: [受注日時, 注文日時]"),

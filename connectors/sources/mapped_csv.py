@@ -601,11 +601,13 @@ def load_mapping(path: Path | str | None = None) -> Mapping:
 
 
 class _Bad(Exception):
-    """A cell the mapping cannot convert: `message` says why (it becomes part of a quarantine reason)."""
+    """A cell the mapping cannot convert. `candidates` say why, longest first; `message` is the first that
+    fits in the loader's reason (it becomes part of one)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, *candidates: str) -> None:
+        self.candidates = candidates
+        self.message = _fit(*candidates)
+        super().__init__(self.message)
 
 
 def _shown(raw: str) -> str:
@@ -618,7 +620,7 @@ def _fit(*candidates: str) -> str:
     for text in candidates:
         if len(text) <= REASON_VALUE_CHARS:
             return text
-    return candidates[-1]
+    return min(candidates, key=len)
 
 
 def _normal(text: str) -> str:
@@ -681,18 +683,20 @@ class _Converter:
     def convert(self, row: list[str]) -> dict[str, str]:
         width = len(row)
         out = {name: row[i].strip() if i < width else "" for name, i in self.plain}
-        problems: list[str] = []
+        problems: list[tuple[str, _Bad]] = []
         for rule, positions, when in self.columns:
             try:
                 out[rule.column.name] = self.value(rule, positions, when, row)
             except _Bad as bad:
                 if rule.column.type == "string":  # the loader cannot refuse a text: updated_at carries why
                     out[rule.column.name] = self.raw_text(rule, positions, row)
-                    problems.append(f"{rule.column.name}: {bad.message}")
+                    problems.append((rule.column.name, bad))
                 else:
                     out[rule.column.name] = bad.message
         if problems:
-            out["updated_at"] = _fit(*(f"not loaded, {p}" for p in ("; ".join(problems), problems[0])))
+            name, first = problems[0]
+            out["updated_at"] = _fit("not loaded, " + "; ".join(f"{n}: {b.message}" for n, b in problems),
+                                     *(f"not loaded, {name}: {c}" for c in first.candidates))
         return out
 
     def raw_text(self, rule: ColumnRule, positions: list[int | None], row: list[str]) -> str:
@@ -719,9 +723,9 @@ class _Converter:
             mapped = rule.value_map.get(value)
             if mapped is None:
                 if rule.default is None:
-                    raise _Bad(_fit(f"{rule.source_label} {_shown(value)!r} is not in the mapping's map "
-                                    f"({', '.join(list(rule.value_map)[:4])}…)",
-                                    f"{rule.source_label} {_shown(value)!r} is not in the mapping's map"))
+                    raise _Bad(f"{rule.source_label} {_shown(value)!r} is not in the mapping's map "
+                               f"({', '.join(list(rule.value_map)[:4])}…)",
+                               f"{rule.source_label} {_shown(value)!r} is not in the mapping's map")
                 mapped = value if rule.default == "keep" else rule.default
             value = mapped
         if rule.regex is not None and (m := rule.regex.fullmatch(value)):
@@ -747,9 +751,10 @@ class _Converter:
         if found is None:
             if rule.default is not None:
                 return rule.default if rule.default != "keep" else key
-            raise _Bad(_fit(f"{_shown(key)} (no row for {rule.source_label} {_shown(key)!r} in {sheet.file})",
-                            f"{_shown(key)} (not in {sheet.file})"))
-        return _cell(found, self.sheet_columns[rule.field]).strip()  # (its header was checked when the source was built)
+            raise _Bad(f"{_shown(key)} (no row for {rule.source_label} {_shown(key)!r} in {sheet.file})",
+                       f"no row for {rule.source_label} {_shown(key)!r} in {sheet.file}",
+                       f"{_shown(key)!r} is not in {sheet.file}")
+        return _cell(found, self.sheet_columns[rule.field]).strip()  # (the header was checked at build)
 
     def expression(self, rule: ColumnRule, positions: list[int | None], row: list[str]) -> str:
         cells = [_cell(row, i) for i in positions]
@@ -760,14 +765,14 @@ class _Converter:
             try:
                 values.append(_number(cell, money=True))
             except ValueError:
-                raise _Bad(_fit(f"{_shown(cell)} ({ref.text}: not a number, the mapping computes "
-                                f"{rule.template})", f"{_shown(cell)} ({ref.text}: not a number)")) from None
+                raise _Bad(f"{_shown(cell)} ({ref.text}: not a number, the mapping computes "
+                           f"{rule.template})", f"{_shown(cell)} ({ref.text}: not a number)") from None
         try:
             return _whole(rule.expr(values))  # type: ignore[misc]
         except (ArithmeticError, InvalidOperation, ValueError, TypeError):
-            raise _Bad(_fit(f"{rule.template} = not a whole yen amount for "
-                            f"{', '.join(_shown(c) for c in cells)}; wrap it in round()",
-                            "not a whole number: wrap the expr in round()")) from None
+            raise _Bad(f"{rule.template} = not a whole yen amount for "
+                       f"{', '.join(_shown(c) for c in cells)}; wrap it in round()",
+                       "not a whole number: wrap the expr in round()") from None
 
     def parse(self, rule: ColumnRule, value: str) -> str:
         parser = rule.parser
@@ -779,27 +784,27 @@ class _Converter:
             try:
                 return _whole(_number(value, money=parser == "money"))
             except ValueError:
-                raise _Bad(_fit(f"{_shown(value)} (not {what}: the mapping reads {rule.source_label} as "
-                                f"{'money, e.g. 1,980円' if parser == 'money' else 'an integer'})",
-                                f"{_shown(value)} (not {what})")) from None
+                raise _Bad(f"{_shown(value)} (not {what}: the mapping reads {rule.source_label} as "
+                           f"{'money, e.g. 1,980円' if parser == 'money' else 'an integer'})",
+                           f"{_shown(value)} (not {what})") from None
         if parser == "boolean":
             if value in rule.true_words or value.lower() in rule.true_words:
                 return "true"
             if value in rule.false_words or value.lower() in rule.false_words:
                 return "false"
-            raise _Bad(_fit(f"{_shown(value)} (not {what}: the mapping's words are "
-                            f"{', '.join(sorted(rule.true_words))[:30]} / {', '.join(sorted(rule.false_words))[:30]})",
-                            f"{_shown(value)} (not {what})"))
+            raise _Bad(f"{_shown(value)} (not {what}: the mapping's words are "
+                       f"{', '.join(sorted(rule.true_words))[:30]} / {', '.join(sorted(rule.false_words))[:30]})",
+                       f"{_shown(value)} (not {what})")
         text = value if value.isascii() else _normal(value)
         for fmt in rule.formats:
             parsed = _strptime(text.strip(), fmt)
             if parsed is not None:
                 return f"{parsed:%Y-%m-%d %H:%M:%S}" if rule.column.type == "timestamp" else f"{parsed:%Y-%m-%d}"
         formats = " or ".join(rule.formats)
-        raise _Bad(_fit(f"{_shown(value)} (not a date: the mapping reads {rule.source_label} as {formats})",
-                        f"{_shown(value)} (not a date: the mapping reads {rule.source_label} as "
-                        f"{rule.formats[0]} or …)",
-                        f"{_shown(value)} (not a date in {rule.source_label}'s formats)"))
+        raise _Bad(f"{_shown(value)} (not a date: the mapping reads {rule.source_label} as {formats})",
+                   f"{_shown(value)} (not a date: the mapping reads {rule.source_label} as "
+                   f"{rule.formats[0]} or …)",
+                   f"{_shown(value)} (not a date in {rule.source_label}'s formats)")
 
 
 _FIELDS = {"%Y": r"(?P<year>\d{4})", "%m": r"(?P<month>\d{1,2})", "%d": r"(?P<day>\d{1,2})",
