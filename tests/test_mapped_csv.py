@@ -505,6 +505,23 @@ def test_a_changed_cart_file_is_converted_and_loaded_again(tmp_path):
         assert con.execute("select last_name from raw.customers").fetchone()[0] == "山本"
 
 
+def test_a_landed_night_is_converted_again_only_when_its_inputs_change(tmp_path):
+    """A landed file blanked since (as an erasure would) stays blanked; a missing one is written again."""
+    night = tmp_path / "exports" / "2025-01-05"
+    night.mkdir(parents=True)
+    write_cp932(night / "会員一覧.csv", [["会員番号", "姓", "名", "性別", "生年月日", "登録日時", "更新日時"],
+                                       ["M1", "山田", "太郎", "男性", "", "2025/01/05 9:03", "2025/01/05 9:03"]])
+    mapping = tmp_path / "generic.yaml"
+    mapping.write_text(GENERIC_MAPPING, encoding="utf-8")
+    source = MappedCsvSource(tmp_path / "exports", tmp_path / "landing", mapping)
+    landed = source.files(date(2025, 1, 5))[0].path
+    blanked = landed.read_text(encoding="utf-8").replace("山田", "").replace("太郎", "")
+    landed.write_text(blanked, encoding="utf-8")
+    assert source.files(date(2025, 1, 5))[0].path.read_text(encoding="utf-8") == blanked
+    landed.unlink()
+    assert "山田" in source.files(date(2025, 1, 5))[0].path.read_text(encoding="utf-8")
+
+
 def test_the_quarantine_reason_keeps_the_explanation_whole():
     """The loader shows 80 characters of a bad value: every explanation the converter writes fits."""
     from connectors.sources import mapped_csv as m
