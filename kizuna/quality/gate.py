@@ -143,8 +143,11 @@ class GateResult:
             lines.append(f"  ... and {more} more error(s); every check, with its examples: {page} in the reports folder")
         fixes = list(dict.fromkeys(o.check.fix for o in self.errors if o.check.fix))
         lines += [f"Hint: {f}" for f in fixes[:2]]
-        lines.append("The run stopped here: nothing was " + ("modelled or sent" if self.gate == "raw data" else "sent")
-                     + ". Fix the export (or the check's threshold in the quality config) and run the night again.")
+        if self.gate == "raw data":  # the loader adds what to do with the night (its files, then run again)
+            lines.append("The run stopped here: nothing was modelled or sent.")
+        else:
+            lines.append("The run stopped here: nothing was sent. Fix the export (or the check's threshold in the "
+                         "quality config) and run the night again.")
         raise QualityGateFailed("\n".join(lines), result=self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -270,7 +273,7 @@ def opening_date(con: duckdb.DuckDBPyConnection, config: QualityConfig, night: d
     if found is None:
         return OpeningDate(None, "not known yet (no dated row loaded)")
     day, source = found[0].date(), found[1]
-    origin = f"the earliest date of the history, {source} in the data loaded through night {night.isoformat()}"
+    origin = f"taken from the data: the earliest {source}, night {night.isoformat()}"
     remember_opening_date(con, day, origin, night)
     log.info("opening date %s: %s. A later night with an older date stops the run; if such a date is right, "
              "set shop_opened in the quality config (KIZUNA_QUALITY_CONFIG).", day, origin)
@@ -290,8 +293,7 @@ def _opening_params(config: QualityConfig, opening: OpeningDate, night: date) ->
     only say "min_value cannot be greater than max_value" for every date check)."""
     night_end = datetime(night.year, night.month, night.day) + timedelta(days=1)
     overrides = [str(p) for p in config.sources[1:]]
-    config_file = (overrides[-1] if overrides else
-                   "a YAML file named by KIZUNA_QUALITY_CONFIG (see the header of kizuna/quality/checks.yaml)")
+    config_file = overrides[-1] if overrides else "the file named by KIZUNA_QUALITY_CONFIG (see kizuna/quality/checks.yaml)"
     if opening.day is not None and _as_datetime(opening.day) >= night_end:
         raise KizunaError(
             f"The shop's opening date {opening.describe()} is after night {night.isoformat()}, so every date of "
