@@ -131,9 +131,13 @@ def _log_to_file(settings: Settings) -> Path:
     `<data_dir>/logs/kizuna.log`; the console shows only a transient progress line on a terminal."""
     assert settings.data_dir is not None
     path = settings.data_dir / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
-                                                   encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
+                                                       encoding="utf-8")
+    except OSError as exc:
+        _fail(KizunaError(f"Cannot write the log file {path}: {exc.strerror or exc}. Make the data folder writable "
+                          "or point KIZUNA_DATA_DIR at one that is."))
     handler.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     logging.basicConfig(level=logging.WARNING, handlers=[handler, _progress], force=True)
