@@ -30,21 +30,24 @@ write_report = task(stages.write_report, name="report", cache_policy=NO_CACHE)
 
 
 @flow(name="kizuna-nightly")
-def nightly(night: date | None = None) -> stages.NightlyOutcome:
+def nightly(night: date | None = None, as_of: date | None = None) -> stages.NightlyOutcome:
     """Process the export of `night` (default: the newest one) and every earlier one not yet loaded.
 
+    `as_of` is the day the marts are measured against (default: the send day, the day after the
+    night); when it is another day the run plans and sends nothing (see `NightlyOutcome.sends`).
     One run at a time (`kizuna.runlock`): a second run stops at once, naming the first."""
     settings = get_settings()
     with run_lock(settings.data_dir):
         record_prefect_server(settings.data_dir)
         outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night),
-                                        ignored=stages.ignored_exports(settings))
+                                        ignored=stages.ignored_exports(settings), as_of=as_of)
         outcome.loads = ingest(settings, outcome.night)
         outcome.erasure = erase(settings)
         outcome.events = load_events(settings)
-        outcome.build = build_marts(settings, outcome.run_date)
+        outcome.build = build_marts(settings, outcome.marts_as_of)
         outcome.mart_gate = gate_marts(settings)
-        outcome.campaigns = send_campaigns(settings, outcome.run_date)
+        if outcome.sends:
+            outcome.campaigns = send_campaigns(settings, outcome.run_date)
         outcome.report_path = write_report(settings, outcome)
         stages.finish(outcome)
     return outcome

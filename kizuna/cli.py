@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 import time
+import traceback
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 import kizuna  # noqa: F401  (environment defaults first)
 from kizuna.config import Settings, get_settings
@@ -30,11 +33,59 @@ app.add_typer(sends_app, name="sends")
 webhook_app = typer.Typer(help="Provider webhooks (SendGrid events, LINE follow/unfollow).", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
 console = Console()
+if not console.is_terminal:
+    # A pipe, a log file, a scheduler: each line is printed whole and whoever shows it wraps it;
+    # nothing is cut or hard-wrapped at 80 columns (a path stays one piece).
+    console.soft_wrap = True
+
+# Not below `kizuna`: Prefect's API log handler is attached there (PREFECT_LOGGING_EXTRA_LOGGERS) and
+# warns about every record logged outside a flow run, as these are.
+log = logging.getLogger("kizuna-cli")
+
+#: The longest stop message printed, in lines (the log file has everything).
+STOP_LINES = 13
+#: The log file of `kizuna run` and `kizuna demo`, below the data folder; rotated at this size, this many kept.
+LOG_FILE = Path("logs") / "kizuna.log"
+LOG_FILE_BYTES, LOG_FILE_BACKUPS = 10 << 20, 5
 
 
-def _fail(exc: KizunaError) -> None:
-    console.print(f"[bold red]Stopped:[/] {exc}")
+def _fail(exc: KizunaError, log_file: Path | None = None) -> NoReturn:
+    """Print one stop message (at most STOP_LINES lines, never a traceback) and exit with 1.
+
+    The message is printed as plain text: a check's `[error]` is text, not console markup.
+    With `log_file`, the full trace is written there and the message says so."""
+    if log_file is not None:
+        log.error("stopped: %s", exc, exc_info=(type(exc), exc, exc.__traceback__))
+    text = _shortened(str(exc), log_file)
+    console.print(Text.assemble(("Stopped: ", "bold red"), text), highlight=False)
+    if log_file is not None:
+        console.print(Text(f"Full log and trace: {log_file}"), highlight=False)
     raise typer.Exit(1)
+
+
+def _shortened(text: str, log_file: Path | None) -> str:
+    """`text` in at most STOP_LINES lines: its head and its tail (what failed, what to do) are kept."""
+    lines = [line if len(line) <= 600 else line[:597] + "..." for line in text.strip().splitlines()]
+    if len(lines) <= STOP_LINES:
+        return "\n".join(lines)
+    head, tail = STOP_LINES // 2, STOP_LINES - STOP_LINES // 2 - 1
+    where = f"in {log_file}" if log_file else "in the log"
+    return "\n".join([*lines[:head], f"  ... ({len(lines) - head - tail} more lines {where})", *lines[-tail:]])
+
+
+def _unexpected(exc: BaseException) -> KizunaError:
+    """A failure kizuna has no message for, as one: the stage it happened in and the error's first line."""
+    stage = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename).name == "stages.py" and Path(frame.filename).parent.name == "kizuna":
+            stage = frame.name
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return KizunaError(
+        f"the nightly run failed{f' in stage {stage}' if stage else ''} with an unexpected error: "
+        f"{type(exc).__name__}{': ' + first if first else ''}\n"
+        + ("Nothing after that stage ran. " if stage else "")
+        + "This is not a failure kizuna has a message for: the full trace is in the log file; run again once "
+        "the cause is fixed, and report it if it is kizuna's.")
 
 
 def _log_to_console() -> None:
@@ -43,10 +94,76 @@ def _log_to_console() -> None:
     logging.getLogger("kizuna").setLevel(logging.INFO)
 
 
-def _run_flow(settings: Settings, night: date | None, started: float):
+class _MaskingFormatter(logging.Formatter):
+    """The log file's lines, tracebacks included, with e-mail addresses and phone numbers masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from kizuna.masking import mask_contacts_in
+
+        # Line by line: line breaks (of a summary, of a traceback) stay line breaks.
+        return "\n".join(mask_contacts_in(line) for line in super().format(record).split("\n"))
+
+
+class _Progress(logging.Handler):
+    """On a terminal, kizuna's latest log line as a transient status line (gone when the run ends);
+    elsewhere nothing: the console gets the summary or the stop message, the log file the rest."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.status = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.status is None or not record.name.startswith("kizuna"):
+            return
+        try:
+            line = (record.getMessage().splitlines() or [""])[0]
+            width = max(20, console.width - 4)  # one line: a wrapped status line would stay on the screen
+            self.status.update(Text(line if len(line) <= width else line[:width - 1] + "…"))
+        except Exception:  # a progress line must never break the run
+            pass
+
+
+_progress = _Progress()
+
+
+def _log_to_file(settings: Settings) -> Path:
+    """Send every log record (kizuna's, Prefect's, dbt's and the libraries' warnings, with tracebacks) to
+    `<data_dir>/logs/kizuna.log`; the console shows only a transient progress line on a terminal."""
+    assert settings.data_dir is not None
+    path = settings.data_dir / LOG_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
+                                                       encoding="utf-8")
+    except OSError as exc:
+        _fail(KizunaError(f"Cannot write the log file {path}: {exc.strerror or exc}. Make the data folder writable "
+                          "or point KIZUNA_DATA_DIR at one that is."))
+    handler.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler, _progress], force=True)
+    logging.getLogger("kizuna").setLevel(logging.INFO)
+    log.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    log.info("kizuna %s", " ".join(sys.argv[1:]) or "")
+    return path
+
+
+def _quiet_prefect_console() -> None:
+    """Prefect's console handlers (set up when it is imported) would print its task failures with their
+    tracebacks: its records reach the log file through the root logger instead."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, PrefectConsoleHandler):
+                logger.removeHandler(handler)
+
+
+def _run_flow(settings: Settings, night: date | None, started: float, log_file: Path, as_of: date | None = None):
     """Run the nightly flow in this process (Prefect's temporary local server when none is configured).
 
-    The run lock is taken first, so a second run stops at once, before Prefect starts."""
+    The run lock is taken first, so a second run stops at once, before Prefect starts. A failed run
+    ends in one stop message (`_fail`); its trace is in `log_file`."""
     import os
 
     from kizuna.runlock import run_lock
@@ -56,20 +173,53 @@ def _run_flow(settings: Settings, night: date | None, started: float):
     with run_lock(settings.data_dir):
         from flows.nightly import nightly
 
-        state = nightly(night=night, return_state=True)
+        _quiet_prefect_console()
+        with _status("Starting the nightly run"):
+            state = nightly(night=night, as_of=as_of, return_state=True)
     if state.is_failed():
         try:
             state.result()
         except DeliveryIncomplete as exc:  # the night was done, but a channel waits: show it all, then fail
             if exc.outcome is not None:
                 _print_summary(exc.outcome, settings, time.perf_counter() - started)
-            _fail(exc)
+            _fail(exc, log_file)
         except KizunaError as exc:
-            _fail(exc)
-        except Exception as exc:  # an unexpected failure: say which stage, keep the detail
-            console.print(f"[bold red]The nightly run failed:[/] {type(exc).__name__}: {exc}")
-            raise typer.Exit(1) from None
+            _fail(exc, log_file)
+        except Exception as exc:  # an unexpected failure: say which stage; the trace goes to the log file
+            log.error("unexpected failure", exc_info=(type(exc), exc, exc.__traceback__))
+            _fail(_unexpected(exc), log_file)
     return state.result()
+
+
+class _status:
+    """A transient status line on a terminal, fed by `_Progress`; nothing elsewhere."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.live = text, None
+
+    def __enter__(self) -> "_status":
+        if console.is_terminal:
+            self.live = console.status(self.text)
+            _progress.status = self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _progress.status = None
+        if self.live is not None:
+            self.live.__exit__(*exc_info)
+
+
+def _heading(text: str) -> None:
+    """A rule with a title on a terminal; elsewhere the title on its own line (a rule is cut to the width)."""
+    if console.is_terminal:
+        console.rule(text)
+    else:
+        console.print(Text(f"── {text} ──", style="bold"), highlight=False)
+
+
+def _table(*headers: str, title: str) -> Table:
+    """A table whose cells wrap (fold) rather than end in "…" when the console is narrow."""
+    return Table(*(Column(h, overflow="fold") for h in headers), title=title, title_justify="left")
 
 
 def _print_summary(outcome, settings: Settings, seconds: float) -> None:
@@ -77,7 +227,10 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
     read = sum(f.rows_read for f in loads)
     new = sum(f.rows_inserted + f.rows_updated for f in loads)
     quarantined = sum(f.rows_quarantined for f in loads)
-    console.rule(f"kizuna nightly run · night of {outcome.night} · sends dated {outcome.run_date}")
+    if outcome.sends:
+        _heading(f"kizuna nightly run · night of {outcome.night} · sends dated {outcome.run_date}")
+    else:
+        _heading(f"kizuna nightly run · night of {outcome.night} · marts as of {outcome.marts_as_of}")
     if loads:
         console.print(f"Loaded     {len(outcome.loads)} night(s), {len(loads)} file(s): {read:,} rows read, "
                       f"{new:,} inserted or updated, {quarantined:,} quarantined")
@@ -92,6 +245,7 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
             gate = load.gate
             console.print(f"Checks     {gate.gate} of night {load.night}: {gate.passed}/{len(gate.outcomes)} passed"
                           + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
+            _print_warnings(gate)
     if not outcome.raw_gates:
         console.print("Checks     raw data: nothing new to check")
     for note in outcome.ignored:
@@ -99,25 +253,46 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
     gate = outcome.mart_gate
     console.print(f"Checks     {gate.gate}: {gate.passed}/{len(gate.outcomes)} passed"
                   + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
-    console.print(f"Models     {outcome.build.summary()}")
-    table = Table("scenario", "step", "channel", "status", "messages", title="Campaign messages", title_justify="left")
-    for (scenario, step, channel, status), n in sorted(outcome.campaigns.delivered.items()):
-        table.add_row(scenario, step, channel, status, f"{n:,}")
-    if outcome.campaigns.delivered:
-        console.print(table)
+    _print_warnings(gate)
+    console.print(f"Models     {outcome.build.summary()} (measured as of {outcome.marts_as_of})")
+    if outcome.campaigns is None:
+        console.print(f"Messages   none planned or sent: the marts are measured as of {outcome.marts_as_of} (--as-of), "
+                      f"not the send day {outcome.run_date}", highlight=False)
     else:
-        console.print("Messages   none due (or all already sent)")
-    for channel, why in sorted(outcome.campaigns.channel_problems.items()):
-        console.print(f"[bold red]Not sent[/]   {channel}: {why}", markup=True, highlight=False)
-    for (channel, state), n in sorted(outcome.campaigns.attention.items()):
-        hint = ("retried on the next run" if state == "failed, will retry" else
-                "see `kizuna sends unknown`" if state == "unknown" else "see `kizuna sends failed`")
-        console.print(f"[bold yellow]Attention[/]  {n:,} {channel} message(s) {state} ({hint})", markup=True,
-                      highlight=False)
+        _print_campaigns(outcome.campaigns)
+    quality_page = settings.reports_dir / f"quality-{outcome.night.isoformat()}.html"
+    if quality_page.exists():
+        console.print(f"Quality    {quality_page}", highlight=False)
     console.print(f"Warehouse  {settings.warehouse}")
     console.print(f"Outbox     {settings.outbox_dir}")
     console.print(f"Report     {outcome.report_path}")
     console.print(f"Done in {seconds:.1f} s.")
+
+
+def _print_warnings(gate, most: int = 5) -> None:
+    """A failed warning's name and first example, one line each (the quality page has them all)."""
+    for o in gate.warnings[:most]:
+        detail = str(o.examples[0]) if o.examples and o.check.kind == "sql" else o.describe(why=False)
+        console.print(Text(f"  warning  {o.check.name}: {detail}"), highlight=False)
+    if len(gate.warnings) > most:
+        console.print(f"  ... and {len(gate.warnings) - most} more warning(s) on the quality page", highlight=False)
+
+
+def _print_campaigns(campaigns) -> None:
+    table = _table("scenario", "step", "channel", "status", "messages", title="Campaign messages")
+    for (scenario, step, channel, status), n in sorted(campaigns.delivered.items()):
+        table.add_row(scenario, step, channel, status, f"{n:,}")
+    if campaigns.delivered:
+        console.print(table)
+    else:
+        console.print("Messages   none due (or all already sent)")
+    for channel, why in sorted(campaigns.channel_problems.items()):
+        console.print(Text.assemble(("Not sent", "bold red"), f"   {channel}: {why}"), highlight=False)
+    for (channel, state), n in sorted(campaigns.attention.items()):
+        hint = ("retried on the next run" if state == "failed, will retry" else
+                "see `kizuna sends unknown`" if state == "unknown" else "see `kizuna sends failed`")
+        console.print(Text.assemble(("Attention", "bold yellow"), f"  {n:,} {channel} message(s) {state} ({hint})"),
+                      highlight=False)
 
 
 @app.command()
@@ -125,15 +300,20 @@ def demo(
     customers: Optional[int] = typer.Option(None, help="Customers in the demo shop (default: KIZUNA_DEMO_CUSTOMERS)."),
 ) -> None:
     """Generate a demo shop if none exists, run the nightly flow for its newest night, summarise."""
-    _log_to_console()
     settings = get_settings()
+    log_file = _log_to_file(settings)
     started = time.perf_counter()
     try:
         if not (settings.exports_dir / "shop.json").exists():
             _generate_demo(settings, customers or settings.demo_customers)
-        outcome = _run_flow(settings, None, started)
+        outcome = _run_flow(settings, None, started, log_file)
+    except typer.Exit:
+        raise
     except KizunaError as exc:
         _fail(exc)
+    except Exception as exc:  # e.g. Prefect's temporary server could not start: one message, the trace in the log
+        log.error("unexpected failure", exc_info=(type(exc), exc, exc.__traceback__))
+        _fail(_unexpected(exc), log_file)
     _print_summary(outcome, settings, time.perf_counter() - started)
 
 
@@ -152,15 +332,31 @@ def _generate_demo(settings: Settings, customers: int) -> None:
 
 
 @app.command()
-def run(night: Optional[datetime] = typer.Option(None, formats=["%Y-%m-%d"], help="Night to process (default: newest).")) -> None:
-    """Run the nightly flow on the exports in KIZUNA_EXPORTS_DIR."""
-    _log_to_console()
+def run(
+    night: Optional[datetime] = typer.Option(None, formats=["%Y-%m-%d"], help="Night to process (default: newest)."),
+    as_of: Optional[datetime] = typer.Option(
+        None, "--as-of", formats=["%Y-%m-%d"],
+        help="The day the marts are measured against: recency, stage, age, which cohorts are old enough "
+             "(default: the day after the night, the send day). Another day makes an analysis run: "
+             "nothing is planned or sent."),
+) -> None:
+    """Run the nightly flow on the exports in KIZUNA_EXPORTS_DIR.
+
+    Everything is logged to <data_dir>/logs/kizuna.log; a failed run prints one message saying what
+    failed and what to change, and its trace goes to that file."""
     settings = get_settings()
+    log_file = _log_to_file(settings)
     started = time.perf_counter()
     try:
-        outcome = _run_flow(settings, night.date() if night else None, started)
+        outcome = _run_flow(settings, night.date() if night else None, started, log_file,
+                            as_of=as_of.date() if as_of else None)
+    except typer.Exit:
+        raise
     except KizunaError as exc:
         _fail(exc)
+    except Exception as exc:  # e.g. Prefect's temporary server could not start: one message, the trace in the log
+        log.error("unexpected failure", exc_info=(type(exc), exc, exc.__traceback__))
+        _fail(_unexpected(exc), log_file)
     _print_summary(outcome, settings, time.perf_counter() - started)
 
 
@@ -172,12 +368,19 @@ def generate(
     end_date: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="Last night of the export."),
     nights: int = typer.Option(3, help="Nights exported one folder each after the full history."),
     encoding: str = typer.Option("utf-8", help="utf-8 or cp932."),
+    start_date: Optional[datetime] = typer.Option(
+        None, formats=["%Y-%m-%d"], help="First day of the history, e.g. 1997-01-01 (default: three years before "
+        "the end date)."),
 ) -> None:
     """Generate a synthetic shop's nightly CSV exports."""
     from kizuna.demo_shop import generate_shop
 
-    summary = generate_shop(out, customers=customers, seed=seed, end_date=end_date.date(), nights=nights, encoding=encoding)
-    console.print(summary)
+    try:
+        summary = generate_shop(out, customers=customers, seed=seed, end_date=end_date.date(), nights=nights,
+                                encoding=encoding, start_date=start_date.date() if start_date else None)
+    except KizunaError as exc:
+        _fail(exc)
+    console.print(str(summary), highlight=False)
 
 
 @campaigns_app.command("validate")
@@ -222,8 +425,7 @@ def campaigns_preview(
             result = preview_campaigns(con, settings, scenarios, run_date.date(), sample=sample)
     except KizunaError as exc:
         _fail(exc)
-    table = Table("scenario", "step", "channel", "status", "rows", title=f"Campaign preview for {run_date.date()}",
-                  title_justify="left")
+    table = _table("scenario", "step", "channel", "status", "rows", title=f"Campaign preview for {run_date.date()}")
     for scenario, step, channel, status, n in result.counts:
         table.add_row(scenario, step, channel, status, f"{n:,}")
     if result.counts:
@@ -254,9 +456,8 @@ def _print_sends(status: str, limit: int) -> None:
     if not rows:
         console.print(f"No {status} messages.")
         return
-    table = Table("send id", "channel", "scenario / step", "customer", "run", "handed over (UTC)", "tries", "detail",
-                  title=f"{total:,} {status} message(s)" + (f", the first {len(rows):,}" if total > len(rows) else ""),
-                  title_justify="left")
+    table = _table("send id", "channel", "scenario / step", "customer", "run", "handed over (UTC)", "tries", "detail",
+                   title=f"{total:,} {status} message(s)" + (f", the first {len(rows):,}" if total > len(rows) else ""))
     for r in rows:
         table.add_row(r["send_id"], r["channel"], f"{r['scenario_id']} / {r['step_id']}", r["customer_id"],
                       str(r["run_date"]), str(r["handed_over_at"] or ""), str(r["attempts"] or 0), r["detail"] or "")

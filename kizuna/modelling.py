@@ -17,6 +17,7 @@ instead of showing a traceback (or, worse, green).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,8 @@ from kizuna.warehouse import wait_until_free
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 #: How much of a node's message goes into the error summary (DuckDB errors can be long).
 _MESSAGE_LIMIT = 400
+#: The error summary names at most this many failed nodes (dbt.log has them all).
+_FAILED_SHOWN = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ class NodeResult:
     message: str | None
     unique_id: str
     failures: int | None = None
+    #: Where the node is defined, relative to the dbt project (e.g. `models/marts/_marts__models.yml`).
+    path: str | None = None
+    #: What a data test judges: `model.column` or `model` (None for other nodes).
+    subject: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -185,16 +192,30 @@ def _invoke(settings: Settings, args: list[str], **environment: str) -> Any:
         "--target-path", str(_target_dir(settings)),
         "--log-path", str(project / "logs"),
         "--no-use-colors",
-        # The console gets our one-line summary (and dbt's warnings); dbt.log keeps the detail.
-        "--log-level", "warn",
+        # Nothing on the console: our summary (or ModelBuildFailed) says what happened, dbt's warnings and
+        # errors go to the `kizuna.dbt` logger (`_forward_dbt_event`), dbt.log keeps the detail.
+        "--log-level", "none",
         "--log-level-file", "info",
     ]
     try:
         with _environment(KIZUNA_WAREHOUSE=str(settings.warehouse),
                           KIZUNA_DUCKDB_MEMORY_LIMIT=settings.duckdb_memory_limit, **environment):
-            return dbtRunner().invoke([*args, *common])
+            return dbtRunner(callbacks=[_forward_dbt_event]).invoke([*args, *common])
     finally:
         _release_warehouse()
+
+
+# Not below `kizuna`: dbt logs from its worker threads, outside the flow run's context, where Prefect's API
+# log handler on `kizuna` (PREFECT_LOGGING_EXTRA_LOGGERS) can only warn that it cannot send them.
+_dbt_log = logging.getLogger("kizuna-dbt")
+_DBT_LEVELS = {"warn": logging.WARNING, "error": logging.ERROR}
+
+
+def _forward_dbt_event(event: Any) -> None:
+    """dbt's warnings and errors as log records (the CLI's log file, the flow run's log), not console lines."""
+    level = _DBT_LEVELS.get(event.info.level)
+    if level is not None:
+        _dbt_log.log(level, "dbt: %s", event.info.msg)
 
 
 def _release_warehouse() -> None:
@@ -247,7 +268,21 @@ def _node_result(run_result: Any) -> NodeResult:
         message=run_result.message,
         unique_id=node.unique_id,
         failures=run_result.failures,
+        path=getattr(node, "original_file_path", None),
+        subject=_subject(node),
     )
+
+
+def _subject(node: Any) -> str | None:
+    """`model.column` (or `model`) a data test judges, from the node dbt attaches it to; None otherwise."""
+    attached = getattr(node, "attached_node", None)
+    if not attached:
+        return None
+    kind, model = str(attached).split(".", 1)[0], str(attached).rsplit(".", 1)[-1]
+    column = getattr(node, "column_name", None)
+    if kind == "seed":  # the data to correct is the seed's CSV file
+        return f"seed file seeds/{model}.csv" + (f", column {column}" if column else "")
+    return f"{model}.{column}" if column else model
 
 
 def _one_line(text: str | None) -> str:
@@ -257,17 +292,24 @@ def _one_line(text: str | None) -> str:
 
 def _failure_summary(result: BuildResult, settings: Settings) -> str:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts().items()))
+    assert settings.dbt_project_dir is not None
+    project = settings.dbt_project_dir.name
     lines = [f"dbt build for {result.run_date.isoformat()} failed ({counts}):"]
-    for n in result.failed:
+    for n in result.failed[:_FAILED_SHOWN]:
         kind = n.resource_type.replace("_", " ")
-        rows = f" ({n.failures} failing rows)" if n.failures and n.resource_type == "test" else ""
-        lines.append(f"  - {kind} {n.name}: {n.status}{rows}: {_one_line(n.message)}")
+        rows = f" ({n.failures:,} failing rows)" if n.failures and n.resource_type == "test" else ""
+        where = "; ".join(x for x in (n.subject, f"defined in {project}/{n.path}" if n.path else None) if x)
+        lines.append(f"  - {kind} {n.name}" + (f" ({where})" if where else "")
+                     + f": {n.status}{rows}: {_one_line(n.message)}")
+    if len(result.failed) > _FAILED_SHOWN:
+        lines.append(f"  ... and {len(result.failed) - _FAILED_SHOWN} more failed node(s) (see dbt.log).")
     if result.skipped:
-        names = ", ".join(n.name for n in result.skipped if n.resource_type == "model")
+        models = [n.name for n in result.skipped if n.resource_type == "model"]
+        names = ", ".join(models[:_FAILED_SHOWN]) + (f" and {len(models) - _FAILED_SHOWN} more"
+                                                      if len(models) > _FAILED_SHOWN else "")
         lines.append(f"  {len(result.skipped)} nodes skipped because of these" + (f" (models: {names})" if names else "") + ".")
     if not result.failed:
         lines.append("  dbt reported failure without a failed node; see the log.")
-    assert settings.dbt_project_dir is not None
     lines.append(
         f"Details: {settings.dbt_project_dir / 'logs' / 'dbt.log'}; re-run one node with "
         f"`dbt build --project-dir {settings.dbt_project_dir} --profiles-dir {settings.dbt_project_dir} --select <name>`."

@@ -44,10 +44,24 @@ class NightlyOutcome:
     events: "EventsLoadResult | None" = None
     erasure: "ErasureResult | None" = None
     report_path: Path | None = None
+    #: The day the marts are measured against when it is not the send day (`kizuna run --as-of`).
+    as_of: date | None = None
 
     @property
     def run_date(self) -> date:
+        """The send day: the day after the night."""
         return send_date_for(self.night)
+
+    @property
+    def marts_as_of(self) -> date:
+        """The day the marts are measured against (recency, stage, cohort maturity): `as_of`, else the send day."""
+        return self.as_of or self.run_date
+
+    @property
+    def sends(self) -> bool:
+        """Whether this run plans and sends: not when the marts are measured against another day than the
+        send day (an analysis run), since the audience would be chosen as of that other day."""
+        return self.marts_as_of == self.run_date
 
     @property
     def raw_gates(self) -> list[quality.GateResult]:

@@ -24,6 +24,8 @@ def con():
     add_customer(con, "C2", "taro@example.jp")
     con.execute("insert into raw._load_log (night, file_name, checksum, rows_read, rows_quarantined, status, loaded_at)"
                 " values (?, 'orders.csv', 'x', 100, 0, 'loaded', now())", [NIGHT])
+    # A shop whose history was loaded before: its opening date is known (else tonight's rows would set it).
+    quality.gate.remember_opening_date(con, date(2020, 4, 1), "the history loaded before")
     yield con
     con.close()
 

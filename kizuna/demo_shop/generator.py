@@ -57,6 +57,7 @@ from kizuna.errors import KizunaError
 GENERATOR_VERSION = "1"
 #: Customers per block: the unit of randomness and of memory.
 CHUNK_CUSTOMERS = 50_000
+#: Years of history before the end date, unless `generate_shop(start_date=...)` says where it starts.
 HISTORY_YEARS = 3
 MAX_CUSTOMERS = 9_999_999  # customer ids have seven digits
 
@@ -368,9 +369,9 @@ def _history_start(end_date: date) -> date:
     return before + timedelta(days=1)
 
 
-def _calendar(seed: int, end_date: date) -> _Calendar:
+def _calendar(seed: int, end_date: date, start_date: date | None = None) -> _Calendar:
     rng = _rng(seed, _CALENDAR_STREAM)
-    start_day, end_day = _days(_history_start(end_date)), _days(end_date)
+    start_day, end_day = _days(start_date or _history_start(end_date)), _days(end_date)
     days = np.arange(start_day, end_day + 1)
     months = days.astype("datetime64[D]").astype("datetime64[M]")
     month_of_day = (months - months[0]).astype(np.int64)
@@ -600,7 +601,9 @@ def _subscriptions(rng: np.random.Generator, cal: _Calendar, p: _People, first_k
     base = _M_CHURN[m[customer]] * frailty
     deliveries = np.ones(k, np.int64)
     alive = np.ones(k, bool)
-    max_deliveries = HISTORY_YEARS * 366 // 30 + 2
+    # Enough deliveries for the whole history (a longer one than the default three years needs more).
+    years = max(HISTORY_YEARS, -(-(cal.end_day - cal.start_day + 1) // 366))
+    max_deliveries = years * 366 // 30 + 2
     for number in range(1, max_deliveries):
         hazard = np.clip(base * (1.25 if number <= 3 else 0.35), 0.0, 0.95)
         alive &= rng.random(k) >= hazard
@@ -1003,6 +1006,8 @@ class ShopSummary:
     #: Rows written per table, over all folders (a key changed on a night counts again).
     rows: dict[str, int]
     seconds: float
+    #: First day of the history when it was chosen (None: HISTORY_YEARS before the end date).
+    start_date: date | None = None
 
     def __str__(self) -> str:
         width = max(len(t) for t in self.rows)
@@ -1057,10 +1062,15 @@ def _write(writer: _Writer, exports: list[tuple[int, bool]], tables: dict[str, R
 
 
 def generate_shop(out_dir: Path, customers: int, seed: int, end_date: date, nights: int,
-                  encoding: str = "utf-8", progress: Callable[[str, float], None] | None = None) -> ShopSummary:
+                  encoding: str = "utf-8", progress: Callable[[str, float], None] | None = None,
+                  start_date: date | None = None) -> ShopSummary:
     """Write a demo shop's exports: the full history up to `end_date - nights`, then one
     folder per night up to `end_date`, then `shop.json` (written last: it marks the shop
-    complete). The same arguments always give byte-identical files."""
+    complete). The same arguments always give byte-identical files.
+
+    The history starts `HISTORY_YEARS` before `end_date`, or on `start_date` when given (e.g.
+    1997-01-01 for a shop of the 1990s, or ten years back for a long one): customers are
+    acquired from that day on."""
     started = time.perf_counter()
     if not 1 <= customers <= MAX_CUSTOMERS:
         raise KizunaError(f"customers must be between 1 and {MAX_CUSTOMERS:,}, not {customers:,}")
@@ -1068,8 +1078,11 @@ def generate_shop(out_dir: Path, customers: int, seed: int, end_date: date, nigh
         raise KizunaError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
     if not 0 <= nights < 365:
         raise KizunaError(f"nights must be between 0 and 364, not {nights}")
+    if start_date is not None and not start_date < end_date - timedelta(days=nights):
+        raise KizunaError(f"start_date ({start_date}) must be before the full history's night "
+                          f"({end_date - timedelta(days=nights)}: end_date - nights)")
     out_dir = Path(out_dir)
-    cal = _calendar(seed, end_date)
+    cal = _calendar(seed, end_date, start_date)
     first_day = cal.end_day - nights
     exports = [(first_day, True)] + [(first_day + i, False) for i in range(1, nights + 1)]
     folder_names = [_date_text(day) for day, _ in exports]
@@ -1099,7 +1112,7 @@ def generate_shop(out_dir: Path, customers: int, seed: int, end_date: date, nigh
     _write(writer, exports, {"ad_spend": _ad_spend(cal, acquisitions)})
     seconds = time.perf_counter() - started
     summary = ShopSummary(out_dir, customers, seed, end_date, nights, encoding, tuple(folder_names),
-                          dict(writer.rows), seconds)
+                          dict(writer.rows), seconds, start_date)
     meta = {
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
@@ -1111,6 +1124,8 @@ def generate_shop(out_dir: Path, customers: int, seed: int, end_date: date, nigh
         "folders": folder_names,
         "rows": summary.rows,
     }
+    if start_date is not None:  # only then: the default shop's marker stays as it was
+        meta["start_date"] = start_date.isoformat()
     tmp = out_dir / "shop.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(marker)

@@ -33,6 +33,10 @@ log = logging.getLogger("kizuna.quality")
 
 Severity = Literal["error", "warning"]
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+#: A stopped run's message lists at most this many failed checks (the quality page has them all).
+MESSAGE_ERRORS = 5
+#: Where the shop's opening date is kept once taken from the data (one row), in the warehouse.
+OPENING_DATE_TABLE = "raw._opening_date"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,10 @@ class Check:
     builtin: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     requires: str | None = None
+    #: What to do when the check fails (shown once in the stop message, beside the failed checks).
+    fix: str = ""
+    #: SQL checks: the column holding how many rows each offending value stands for (default: one).
+    count_column: str | None = None
 
     @property
     def frame(self) -> str:  # the name the first version used
@@ -73,7 +81,7 @@ class CheckOutcome:
     rows_checked: int | None = None
     error: str | None = None  # the check itself could not run
 
-    def describe(self) -> str:
+    def describe(self, why: bool = True) -> str:
         c = self.check
         shown = ", ".join(repr(v) for v in self.examples)
         where = c.table + (f".{c.column}" if c.columns else "")
@@ -83,7 +91,7 @@ class CheckOutcome:
         else:
             what = f"failed for {self.unexpected_count:,}{of} row(s)"
         return (f"[{c.severity}] {c.name} on {where}: {c.expectation} {what}"
-                + (f" (e.g. {shown})" if shown else "") + (f" - {c.why}" if c.why else ""))
+                + (f" (e.g. {shown})" if shown else "") + (f" - {c.why}" if c.why and why else ""))
 
 
 @dataclass
@@ -117,13 +125,30 @@ class GateResult:
         return "\n".join([head, *("  " + p for p in problems)])
 
     def raise_on_error(self) -> None:
-        if self.errors:
-            raise QualityGateFailed(
-                self.summary() + "\nThe run stopped here: nothing was "
-                + ("modelled or sent" if self.gate == "raw data" else "sent")
-                + ". Fix the export (or the check's threshold in the quality config) and run the night again.",
-                result=self,
-            )
+        """Raise `QualityGateFailed` when a check of severity error failed.
+
+        The message is meant to be read whole at the console: the errors only (the first
+        `MESSAGE_ERRORS`, each on one line, without its `why`), what to do (the distinct `fix`
+        texts of the failed checks), and where every check is (the night's quality page).
+        `summary()` keeps everything for the log.
+        """
+        if not self.errors:
+            return
+        head = (f"{self.gate}: {self.passed}/{len(self.outcomes)} checks passed, "
+                f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+        lines = [head, *("  " + o.describe(why=False) for o in self.errors[:MESSAGE_ERRORS])]
+        more = len(self.errors) - MESSAGE_ERRORS
+        page = f"quality-{self.night.isoformat()}.html" if self.night else "the night's quality page"
+        if more > 0:
+            lines.append(f"  ... and {more} more error(s); every check, with its examples: {page} in the reports folder")
+        fixes = list(dict.fromkeys(o.check.fix for o in self.errors if o.check.fix))
+        lines += [f"Hint: {f}" for f in fixes[:2]]
+        if self.gate == "raw data":  # the loader adds what to do with the night (its files, then run again)
+            lines.append("The run stopped here: nothing was modelled or sent.")
+        else:
+            lines.append("The run stopped here: nothing was sent. Fix the export (or the check's threshold in the "
+                         "quality config) and run the night again.")
+        raise QualityGateFailed("\n".join(lines), result=self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +191,120 @@ def _runtime_params(config: QualityConfig, night: date | None) -> dict[str, Any]
     return params
 
 
+# -- the shop's opening date -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpeningDate:
+    """The day before which no event of the shop can lie, and where it comes from (for messages)."""
+
+    day: date | None
+    origin: str
+    #: True when taken from the data on this night (and recorded in the warehouse with it).
+    inferred_now: bool = False
+
+    def describe(self) -> str:
+        return f"{self.day.isoformat()}, {self.origin}" if self.day else self.origin
+
+
+def _a_date(value: Any, where: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise KizunaError(f"quality config ({where}): shop_opened must be a date as YYYY-MM-DD, not {value!r}; "
+                          "or leave it out and kizuna takes the earliest date of the first history loaded") from None
+
+
+def _opening_date_checks(config: QualityConfig) -> list[tuple[str, str]]:
+    """(table, column) of every enabled raw check bounded below by `$shop_opened`: the dates the opening
+    date must precede."""
+    return [(c["table"], c["column"]) for c in config.raw
+            if c.get("enabled", True) and c.get("column")
+            and (c.get("kwargs") or {}).get("min_value") == "$shop_opened"]
+
+
+def _earliest(con: duckdb.DuckDBPyConnection, columns: list[tuple[str, str]], night: date,
+              tonight: bool) -> tuple[datetime, str] | None:
+    """The earliest value of `columns` in raw, over the rows of other nights (or, `tonight`, every row), and
+    the table.column it is in; None when there is none."""
+    present = {(t, c) for t, c in con.execute(
+        "select table_name, column_name from duckdb_columns() "
+        "where database_name = current_database() and schema_name = 'raw'").fetchall()}
+    parts = [f"select min(cast({_q(c)} as timestamp)) as v, '{t}.{c}' as src from raw.{_q(t)}"
+             + ("" if tonight else " where _night <> $night")
+             for t, c in columns if (t, c) in present and (t, "_night") in present]
+    if not parts:
+        return None
+    sql = " union all ".join(parts)
+    row = con.execute(f"select v, src from ({sql}) where v is not null order by v, src limit 1",
+                      {} if tonight else {"night": night}).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def opening_date(con: duckdb.DuckDBPyConnection, config: QualityConfig, night: date) -> OpeningDate:
+    """The shop's opening date for the raw-data gate of `night`.
+
+    `shop_opened` in the quality config wins when set. Otherwise it is the date kept in the warehouse
+    (`raw._opening_date`), and when none is kept yet it is taken from the data: the earliest date of the
+    columns the date checks bound with it (orders, customers, shipments, ...), over the nights loaded
+    before `night` or, on the first night (the full history), over its rows. It is recorded on the
+    gate's connection, inside the night's transaction: kept exactly when the night is. A shop thus
+    never has to know about it to load its history, and a later night with an older date is an error
+    whose message names the setting.
+    """
+    explicit = config.settings.get("shop_opened")
+    if explicit not in (None, ""):
+        where = ", ".join(str(p) for p in config.sources) or "quality config"
+        return OpeningDate(_a_date(explicit, where), "set as shop_opened in the quality config")
+    kept = con.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'raw' and table_name = '_opening_date'").fetchone()[0]
+    if kept:
+        row = con.execute(f"select opening_date, origin from {OPENING_DATE_TABLE} "
+                          "order by recorded_at desc limit 1").fetchone()
+        if row:
+            return OpeningDate(row[0], row[1])
+    columns = _opening_date_checks(config)
+    found = _earliest(con, columns, night, tonight=False) or _earliest(con, columns, night, tonight=True)
+    if found is None:
+        return OpeningDate(None, "not known yet (no dated row loaded)")
+    day, source = found[0].date(), found[1]
+    origin = f"taken from the data: the earliest {source}, night {night.isoformat()}"
+    remember_opening_date(con, day, origin, night)
+    log.info("opening date %s: %s. A later night with an older date stops the run; if such a date is right, "
+             "set shop_opened in the quality config (KIZUNA_QUALITY_CONFIG).", day, origin)
+    return OpeningDate(day, origin, inferred_now=True)
+
+
+def remember_opening_date(con: duckdb.DuckDBPyConnection, day: date, origin: str, night: date | None = None) -> None:
+    """Keep `day` as the shop's opening date in the warehouse (the latest kept wins), with where it came from."""
+    con.execute(f"create table if not exists {OPENING_DATE_TABLE} "
+                "(opening_date date not null, origin varchar, night date, recorded_at timestamp)")
+    con.execute(f"insert into {OPENING_DATE_TABLE} values (?, ?, ?, now()::timestamp)", [day, origin, night])
+
+
+def _opening_params(config: QualityConfig, opening: OpeningDate, night: date) -> dict[str, Any]:
+    """The parameters checks use for the opening date: `$shop_opened` (the bound, None when unknown) and
+    the texts of their messages. A bound after the night is a configuration error, said as such (GE would
+    only say "min_value cannot be greater than max_value" for every date check)."""
+    night_end = datetime(night.year, night.month, night.day) + timedelta(days=1)
+    overrides = [str(p) for p in config.sources[1:]]
+    config_file = overrides[-1] if overrides else "the file named by KIZUNA_QUALITY_CONFIG (see kizuna/quality/checks.yaml)"
+    if opening.day is not None and _as_datetime(opening.day) >= night_end:
+        raise KizunaError(
+            f"The shop's opening date {opening.describe()} is after night {night.isoformat()}, so every date of "
+            f"that night would be refused. If the night's data is right, set shop_opened to the shop's real "
+            f"opening date (on or before the earliest date of the data) under `settings:` in {config_file}, or "
+            "remove it so that kizuna takes the earliest date of the first history loaded; then run again.")
+    return {"shop_opened": _as_datetime(opening.day) if opening.day else None,
+            "opening_date": opening.day.isoformat() if opening.day else "(none yet)",
+            "opening_date_origin": opening.origin, "quality_config_file": config_file}
+
+
 def _resolve(value: Any, params: dict[str, Any]) -> Any:
     """`$name` (the whole value) becomes the parameter; lists and dicts are resolved inside."""
     if isinstance(value, str):
@@ -194,8 +333,9 @@ def _checks(config: QualityConfig, gate: str, params: dict[str, Any]) -> list[Ch
             expectation=str(_resolve(raw["expectation"], params)) if raw.get("sql") or raw.get("builtin")
             else raw["expectation"],
             columns=tuple(columns), kwargs=_resolve(dict(raw.get("kwargs") or {}), params), severity=severity,
-            why=raw.get("why", ""), sql=raw.get("sql"), builtin=raw.get("builtin"),
+            why=str(_resolve(raw.get("why", ""), params)), sql=raw.get("sql"), builtin=raw.get("builtin"),
             params=_resolve(dict(raw.get("params") or {}), params), requires=raw.get("requires"),
+            fix=str(_resolve(raw.get("fix", ""), params)), count_column=raw.get("count"),
         ))
     return out
 
@@ -259,12 +399,13 @@ def _run_sql(con: duckdb.DuckDBPyConnection, check: Check, params: dict[str, Any
     missing = [n for n in names if n not in values]
     if missing:
         return CheckOutcome(check, False, 0, [], error=f"unknown parameter(s) {', '.join(missing)}")
-    sql = f"select value, count(*) over () as n from ({check.sql}) q limit {int(examples)}"
+    weight = f"sum({_q(check.count_column)}) over ()" if check.count_column else "count(*) over ()"
+    sql = f"select value, {weight} as n from ({check.sql}) q limit {int(examples)}"
     try:
         rows = con.execute(sql, {n: values[n] for n in names}).fetchall()
     except Exception as exc:  # a failing query is this check's failure, not the gate's
         return CheckOutcome(check, False, 0, [], error=_error_message(exc))
-    count = rows[0][1] if rows else 0
+    count = int(rows[0][1] or 0) if rows else 0
     return CheckOutcome(check, count == 0, count, [r[0] for r in rows])
 
 
@@ -628,10 +769,10 @@ def _frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Check], co
 
 
 def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | None, config: QualityConfig,
-         files_dir: Path | None, ledger: Path | None) -> GateResult:
+         files_dir: Path | None, ledger: Path | None, extra: dict[str, Any] | None = None) -> GateResult:
     started = time.perf_counter()
     try:
-        params = _runtime_params(config, night)
+        params = {**_runtime_params(config, night), **(extra or {})}
         examples = int(config.settings.get("examples", 5))
     except (TypeError, ValueError) as exc:  # e.g. `examples: five` in an override
         raise KizunaError(f"quality config: a setting has the wrong type ({exc}); "
@@ -682,14 +823,18 @@ def check_raw_night(con: duckdb.DuckDBPyConnection, night: date, config: Quality
     """The raw-data gate: tonight's batch of each table, as loaded, plus cross-table and load-log checks.
 
     `files_dir` is the folder holding the night's original CSV files, whose header lines
-    the `export_header` check reads (None: that check is left out). `archive_dir` is the
+    the `export_header` check reads (None: that check is left out). The date checks are
+    bounded below by the shop's opening date (`opening_date`), which the first night's
+    gate takes from the data and records in the warehouse unless `shop_opened` is set. `archive_dir` is the
     former parameter, deprecated: its `<night>/` folder is used as `files_dir`.
     """
     if archive_dir is not None and files_dir is None:
         warnings.warn("check_raw_night(archive_dir=...) is deprecated: pass files_dir, the folder of the "
                       "night's CSV files", DeprecationWarning, stacklevel=2)
         files_dir = Path(archive_dir) / night.isoformat()
-    return _run("raw data", con, "raw", night, config or load_config(), files_dir, None)
+    config = config or load_config()
+    extra = _opening_params(config, opening_date(con, config, night), night)
+    return _run("raw data", con, "raw", night, config, files_dir, None, extra)
 
 
 def check_marts(con: duckdb.DuckDBPyConnection, config: QualityConfig | None = None,

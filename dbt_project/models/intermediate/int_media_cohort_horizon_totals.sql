@@ -73,7 +73,8 @@ orders_in_horizon as (
         count(*) as purchases,
         sum(orders.revenue) as revenue,
         sum(coalesce(orders.unit_cost, 0)) as unit_cost,
-        sum(coalesce(orders.fulfilment_cost, 0)) as fulfilment_cost
+        sum(coalesce(orders.fulfilment_cost, 0)) as fulfilment_cost,
+        sum(case when orders.cost_is_estimated then 1 else 0 end) as estimated_cost_orders
 
     from orders
     cross join horizons
@@ -108,6 +109,8 @@ final as (
         cast(coalesce(orders_in_horizon.revenue, 0) as {{ dbt.type_bigint() }}) as revenue,
         cast(coalesce(orders_in_horizon.unit_cost, 0) as {{ dbt.type_bigint() }}) as unit_cost,
         cast(coalesce(orders_in_horizon.fulfilment_cost, 0) as {{ dbt.type_bigint() }}) as fulfilment_cost,
+        cast(coalesce(orders_in_horizon.estimated_cost_orders, 0) as {{ dbt.type_bigint() }})
+            as estimated_cost_orders,
         cast(coalesce(monthly_spend.ad_spend, 0) as {{ dbt.type_bigint() }}) as ad_spend
 
     from mature_cells

@@ -11,6 +11,7 @@ orders as (
         revenue,
         unit_cost,
         fulfilment_cost,
+        cost_is_estimated,
         acquisition_media_code
 
     from {{ ref('fct_orders') }}
@@ -41,6 +42,7 @@ final as (
         orders.revenue,
         orders.unit_cost,
         orders.fulfilment_cost,
+        orders.cost_is_estimated,
         first_orders.first_order_date,
         first_orders.cohort_month,
         first_orders.acquisition_media_code,

@@ -103,6 +103,7 @@ final as (
         sequenced.shipping_cost,
         sequenced.payment_fee,
         sequenced.fulfilment_cost,
+        sequenced.cost_is_estimated,
         sequenced.line_count,
         sequenced.unit_count,
         order_shipments.shipped_at,

@@ -20,7 +20,8 @@ per_media as (
         cast(sum(revenue) as {{ dbt.type_bigint() }}) as revenue,
         cast(sum(unit_cost) as {{ dbt.type_bigint() }}) as unit_cost,
         cast(sum(fulfilment_cost) as {{ dbt.type_bigint() }}) as fulfilment_cost,
-        cast(sum(ad_spend) as {{ dbt.type_bigint() }}) as ad_spend
+        cast(sum(ad_spend) as {{ dbt.type_bigint() }}) as ad_spend,
+        cast(sum(estimated_cost_orders) as {{ dbt.type_bigint() }}) as estimated_cost_orders
 
     from totals
     group by acquisition_media_code, horizon
@@ -36,7 +37,8 @@ final as (
         cohorts,
         first_cohort_month,
         last_cohort_month,
-        {{ ltv_metrics() }}
+        {{ ltv_metrics() }},
+        estimated_cost_orders
 
     from per_media
 

@@ -13,7 +13,8 @@ final as (
         cohort_month,
         horizon,
         horizon_months,
-        {{ ltv_metrics() }}
+        {{ ltv_metrics() }},
+        estimated_cost_orders
 
     from totals
 
