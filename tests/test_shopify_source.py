@@ -490,3 +490,41 @@ def test_a_throttled_answer_is_waited_out_and_never_read_as_data(small_shop):
         for _ in range(10):
             assert client.execute("query Shop { shop { currencyCode } }").data == {"shop": {"currencyCode": "JPY"}}
         assert client.stats.throttled > 0
+
+
+def test_fulfilments_and_consents_shopify_sends_again_unchanged_do_not_make_a_night_look_resent(
+        small_shop, tmp_path, token):
+    # Shopify sends an order's fulfilments with every version of the order, and a customer's consent
+    # states with every version of the customer. Two nights repeating the same rows would have files
+    # identical byte for byte, which the raw gate refuses as an export sent twice (export.file_repeated).
+    with ShopifyLoopback.from_exports(small_shop, restore_rate=5000) as twin:
+        settings = _shopify_settings(tmp_path, twin)
+        while True:
+            stages.ingest(settings, twin.night)
+            if not twin.has_next_night:
+                break
+            twin.next_night()
+        order = next(k for k, r in sorted(twin.rows["orders"].items()) if r["status"] == "confirmed" and any(
+            s["order_id"] == k[0] for s in twin.rows["shipments"].values()))
+        shipment = next(k for k, s in twin.rows["shipments"].items() if s["order_id"] == order[0])
+        customer = next(k[0] for k, c in sorted(twin.rows["consents"].items())
+                        if c["channel"] == "email" and c["status"] == "granted")
+        quiet = twin.night
+        for day, edits in ((1, [("shipments", shipment, {"delivered_at": "{d} 11:00:00"}),
+                                ("customers", (customer,), {"city": "府中市"})]),
+                           (2, [("orders", order, {"status": "returned"}),
+                                ("customers", (customer,), {"address_line": "本町1丁目2-3"})])):
+            night = quiet + timedelta(days=day)
+            twin.advance(86_400)  # another day in the shop, with nothing but these changes
+            for table, key, changes in edits:
+                twin.edit(table, key, f"{night} 10:00:00", **{k: v.format(d=night) for k, v in changes.items()})
+            stages.ingest(settings, night)  # raises QualityGateFailed (export.file_repeated) if a file repeats
+        files = dict(((n, f), r) for n, f, r in _raw(settings, "select night, file_name, rows_read from "
+                                                               "raw._load_log where status = 'loaded'"))
+        assert files[(quiet + timedelta(days=1), "shipments.csv")] == 1
+        assert (quiet + timedelta(days=1), "consents.csv") not in files  # the consent did not change
+        assert (quiet + timedelta(days=2), "shipments.csv") not in files
+        assert (quiet + timedelta(days=2), "consents.csv") not in files
+        assert _sync_points(settings)[-1][0] == quiet + timedelta(days=2)
+        assert _raw(settings, "select status from raw.orders where order_id = ?", [_number(order[0])]) == \
+            [("returned",)]

@@ -564,6 +564,58 @@ def requested_cost(op: Operation, schema: Schema, variables: dict[str, Any], def
     return int(round(cost(op.selections, schema.query)))
 
 
+def actual_cost(op: Operation, schema: Schema, data: dict[str, Any]) -> int:
+    """The cost of what an answer holds: the same reckoning as `requested_cost`, with the nodes and
+    list items actually returned instead of `first` (Shopify refunds the difference)."""
+    if op.kind == "mutation":
+        return 10
+
+    def node_selection(field: Field) -> tuple[str | None, list[Any]]:
+        for s in field.selections or []:
+            if isinstance(s, Field) and s.name == "nodes":
+                return s.key, s.selections or []
+            if isinstance(s, Field) and s.name == "edges":
+                node = next((x for x in s.selections or [] if isinstance(x, Field) and x.name == "node"), None)
+                return s.key, (node.selections or []) if node else []
+        return None, []
+
+    def nodes_of(field: Field, value: dict[str, Any]) -> list[Any]:
+        for s in field.selections or []:
+            if isinstance(s, Field) and s.name == "nodes":
+                return value.get(s.key) or []
+            if isinstance(s, Field) and s.name == "edges":
+                node = next((x for x in s.selections or [] if isinstance(x, Field) and x.name == "node"), None)
+                return [edge.get(node.key) for edge in value.get(s.key) or []] if node else []
+        return []
+
+    def cost(selections: list[Any], type_name: str, value: Any) -> float:
+        if not isinstance(value, dict):
+            return 0.0
+        total, fragments = 0.0, [0.0]
+        for sel in selections:
+            if isinstance(sel, InlineFragment):
+                fragments.append(cost(sel.selections, sel.type_condition or type_name, value))
+                continue
+            fdef = schema.types.get(type_name, {}).get(sel.name)
+            if fdef is None or sel.selections is None:
+                continue
+            target = named(fdef.type)
+            sub = value.get(sel.key)
+            if sub is None:
+                continue
+            if schema.kind(target) == "connection":
+                node_type = target[: -len("Connection")]
+                _, node_sel = node_selection(sel)
+                total += 2 + sum(1 + cost(node_sel, node_type, n) for n in nodes_of(sel, sub))
+            elif is_list(fdef.type):
+                total += sum(1 + cost(sel.selections, target, item) for item in sub)
+            else:
+                total += 1 + cost(sel.selections, target, sub)
+        return total + max(fragments)
+
+    return int(round(cost(op.selections, schema.query, data)))
+
+
 # -- execution -----------------------------------------------------------------------------------
 
 

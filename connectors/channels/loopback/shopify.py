@@ -714,7 +714,7 @@ class ShopifyLoopback(LoopbackServer):
         except GraphQLError as exc:
             self._available = min(self.bucket_size, self._available + requested)
             return {"errors": [exc.as_dict()], "extensions": {"cost": self._cost(requested, 0)}}
-        actual = min(requested, _objects(data))
+        actual = min(requested, gql.actual_cost(op, SCHEMA, data))
         self._available = min(self.bucket_size, self._available + requested - actual)
         extensions: dict[str, Any] = {"cost": self._cost(requested, actual)}
         if search:
@@ -841,12 +841,3 @@ class ShopifyLoopback(LoopbackServer):
                                "has_next_night": self.has_next_night, "throttled": self.throttled,
                                "graphql_requests": self.graphql_requests, "token_leaks": self.token_leaks})
         return super()._control(method, path, body)
-
-
-def _objects(value: Any) -> int:
-    """Objects in an answer: the twin's actual query cost."""
-    if isinstance(value, dict):
-        return 1 + sum(_objects(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_objects(v) for v in value)
-    return 0

@@ -102,7 +102,7 @@ class ShopifySource(ExportSource):
                           for r in queries.RESOURCES]
         self._begun = False
         self._sync: SyncPoint | None = None
-        self._optins: Path | None = None
+        self._known: Path | None = None  # what the warehouse holds, as of `begin` (see `_snapshot`)
         self._shop_checked = False
         self._server_now: datetime | None = None
         self._pulled: dict[date, list[ExportFileRef]] = {}
@@ -122,16 +122,8 @@ class ShopifySource(ExportSource):
         row = con.execute(f"select night, window_end_utc from {SYNC_TABLE} where shop = ? "
                           "order by window_end_utc desc limit 1", [self.shop]).fetchone()
         self._sync = SyncPoint(row[0], row[1].replace(tzinfo=timezone.utc)) if row else None
-        work = self._work()
-        self._optins = None
-        if con.execute("select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = 'consents'"
-                       ).fetchone()[0]:
-            # When a customer unsubscribes, Shopify keeps only the time of that change; the time they had
-            # opted in is what kizuna recorded before (the evidence of consent it keeps).
-            self._optins = work / "optins.parquet"
-            con.execute(f"copy (select customer_id, channel, consented_at from raw.consents "
-                        f"where channel in ('email', 'sms') and consented_at is not null) "
-                        f"to '{_sql_path(self._optins)}' (format parquet)")
+        self._known = self._work() / "known"
+        _snapshot(con, self._known)
         self._clean_landing()
         self._begun = True
 
@@ -200,31 +192,33 @@ class ShopifySource(ExportSource):
         started = time.perf_counter()
         work = self._work() / night.isoformat()
         shutil.rmtree(work, ignore_errors=True)
-        staging = Staging(work / "records")
         notes: list[str] = []
-        try:
-            for resource in self.resources:
-                search = queries.window_search(_iso(window.start) if window.start else None, _iso(window.end)) \
-                    if resource.filtered else None
-                before = sum(staging.counts.values())
-                if window.mode == "bulk":
-                    self._bulk(resource, search, staging, window, work, notes)
-                else:
-                    self._pages(resource, search, staging, window, notes)
-                log.info("shopify: %s: %d object(s) read (%s)", resource.name, sum(staging.counts.values()) - before,
-                         window.mode)
+        try:  # the work folder holds personal data: it goes, whatever happens
+            staging = Staging(work / "records")
+            try:
+                for resource in self.resources:
+                    search = queries.window_search(_iso(window.start) if window.start else None,
+                                                   _iso(window.end)) if resource.filtered else None
+                    before = sum(staging.counts.values())
+                    if window.mode == "bulk":
+                        self._bulk(resource, search, staging, window, work, notes)
+                    else:
+                        self._pages(resource, search, staging, window, notes)
+                    log.info("shopify: %s: %d object(s) read (%s)", resource.name,
+                             sum(staging.counts.values()) - before, window.mode)
+            finally:
+                staging.close()
+            out = work / "out"
+            result = write_night(work / "records", out, self._known, work)
+            notes += result.notes
+            dest = self.folder / night.isoformat()
+            shutil.rmtree(dest, ignore_errors=True)
+            if result.rows:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                out.rename(dest)
+                self._windows[night] = window
         finally:
-            staging.close()
-        out = work / "out"
-        result = write_night(work / "records", out, self._optins, work)
-        notes += result.notes
-        dest = self.folder / night.isoformat()
-        shutil.rmtree(dest, ignore_errors=True)
-        if result.rows:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            out.rename(dest)
-            self._windows[night] = window
-        shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
         self._notes[night] = notes
         for note in notes:
             log.warning("shopify night %s: %s", night, note)
@@ -391,3 +385,26 @@ class ShopifySource(ExportSource):
 
 def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+def _snapshot(con: "duckdb.DuckDBPyConnection", folder: Path) -> None:
+    """What the warehouse holds that a pull must know (parquet files in `folder`):
+
+    * e-mail and SMS consents: when a customer unsubscribes, Shopify keeps only the time of that
+      change; the time they had opted in is what kizuna recorded before, the evidence it keeps;
+    * the versions of consents and shipments kizuna has: Shopify sends an order's fulfilments and a
+      customer's consent states again whenever the order or the customer changes, and a version
+      kizuna already holds is left out of the night's file (the merge would ignore it, and two
+      nights' files repeating the same rows byte for byte look like an export sent twice).
+    """
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    tables = {r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'raw'").fetchall()}
+    queries_ = {
+        "consents": "select customer_id, channel, consented_at, updated_at from raw.consents "
+                    "where channel in ('email', 'sms')",
+        "shipments": "select shipment_id, updated_at from raw.shipments",
+    }
+    for table, sql in queries_.items():
+        if table in tables:
+            con.execute(f"copy ({sql}) to '{_sql_path(folder / f'{table}.parquet')}' (format parquet)")

@@ -126,9 +126,11 @@ _SQL = {
                case when s.state = 'SUBSCRIBED' then s.at else o.consented_at end as consented_at,
                case when s.state = 'SUBSCRIBED' then null else coalesce(s.at, s.updated_at) end as withdrawn_at,
                coalesce(s.at, s.updated_at) as updated_at
-        from states s left join optins o on o.customer_id = s.customer_id and o.channel = s.channel
+        from states s left join known_consents o on o.customer_id = s.customer_id and o.channel = s.channel
         -- no consent and none recorded before: no row ("no row means no consent")
-        where s.state = 'SUBSCRIBED' or o.consented_at is not null
+        where (s.state = 'SUBSCRIBED' or o.consented_at is not null)
+          -- a version kizuna holds already is not sent again
+          and (o.updated_at is null or o.updated_at < coalesce(s.at, s.updated_at))
         order by s.customer_id, s.channel""",
     "products": """
         select product_id, sku, product_name, product_type, list_price, unit_cost, is_subscription_eligible, updated_at
@@ -147,10 +149,11 @@ _SQL = {
         select l.order_line_id, l.order_id, l.product_id, l.quantity, l.unit_price, l.line_amount, o.updated_at
         from lines l join ords o using (order_id) order by l.order_line_id""",
     "shipments": """
-        select shipment_id, order_id, shipped_at, delivered_at, carrier, tracking_number, updated_at
-        from staged_fulfillment
-        qualify row_number() over (partition by shipment_id order by updated_at desc nulls last) = 1
-        order by shipment_id""",
+        select f.shipment_id, f.order_id, f.shipped_at, f.delivered_at, f.carrier, f.tracking_number, f.updated_at
+        from staged_fulfillment f left join known_shipments k using (shipment_id)
+        where k.updated_at is null or k.updated_at < f.updated_at  -- a version kizuna holds is not sent again
+        qualify row_number() over (partition by f.shipment_id order by f.updated_at desc nulls last) = 1
+        order by f.shipment_id""",
     "carts": """
         with first_lines as (
             select cart_id, arg_min(product_id, seq) as product_id, arg_min(quantity, seq) as quantity
@@ -161,8 +164,9 @@ _SQL = {
 }
 
 
-def write_night(staging: Path, out_dir: Path, optins: Path | None, work: Path) -> NightFiles:
-    """kizuna's CSV files for the night from the staged records; returns rows per table and notes."""
+def write_night(staging: Path, out_dir: Path, known: Path | None, work: Path) -> NightFiles:
+    """kizuna's CSV files for the night from the staged records and what the warehouse holds (`known`:
+    the source's snapshot); returns rows per table and notes."""
     result = NightFiles()
     out_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
@@ -178,12 +182,7 @@ def write_night(staging: Path, out_dir: Path, optins: Path | None, work: Path) -
                     "qualify row_number() over (partition by order_line_id) = 1")
         con.execute(f"create table variants as select * from staged_variant {newest.format(key='product_id')}")
         con.execute(f"create table chk as select * from staged_checkout {newest.format(key='cart_id')}")
-        if optins is not None and optins.exists():
-            con.execute(f"create table optins as select customer_id, channel, "
-                        f"strftime(consented_at, '%Y-%m-%d %H:%M:%S') as consented_at "
-                        f"from read_parquet({_literal(str(optins))})")
-        else:
-            con.execute("create table optins (customer_id varchar, channel varchar, consented_at varchar)")
+        _load_known(con, known)
         for table in CARRIED:
             rows = con.execute(f"select count(*) from ({_SQL[table]})").fetchone()[0]
             if not rows:
@@ -195,6 +194,25 @@ def write_night(staging: Path, out_dir: Path, optins: Path | None, work: Path) -
     finally:
         con.close()
     return result
+
+
+_KNOWN = {
+    "consents": "customer_id varchar, channel varchar, consented_at varchar, updated_at varchar",
+    "shipments": "shipment_id varchar, updated_at varchar",
+}
+
+
+def _load_known(con: duckdb.DuckDBPyConnection, known: Path | None) -> None:
+    """The warehouse's snapshot as tables `known_<table>`, times as export-format text (empty: first load)."""
+    for table, columns in _KNOWN.items():
+        path = known / f"{table}.parquet" if known is not None else None
+        if path is not None and path.exists():
+            names = [c.split()[0] for c in columns.split(", ")]
+            select = ", ".join(f"strftime({n}, '%Y-%m-%d %H:%M:%S') as {n}" if n.endswith("_at") else n
+                               for n in names)
+            con.execute(f"create table known_{table} as select {select} from read_parquet({_literal(str(path))})")
+        else:
+            con.execute(f"create table known_{table} ({columns})")
 
 
 def _notes(con: duckdb.DuckDBPyConnection) -> list[str]:
