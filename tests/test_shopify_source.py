@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import logging
 import re
-import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from pydantic import SecretStr
 
 from connectors.channels.loopback.shopify import DEFAULT_TOKEN, ShopifyLoopback
 from connectors.sources import loader
-from connectors.sources.csv_export import CsvExportSource
 from connectors.sources.shopify import API_VERSION, ShopifySource, endpoint_for, mapping, source_from_settings
 from connectors.sources.shopify.client import ShopifyClient
 from connectors.sources.shopify.transform import CARRIED
@@ -497,13 +495,9 @@ def test_fulfilments_and_consents_shopify_sends_again_unchanged_do_not_make_a_ni
     # Shopify sends an order's fulfilments with every version of the order, and a customer's consent
     # states with every version of the customer. Two nights repeating the same rows would have files
     # identical byte for byte, which the raw gate refuses as an export sent twice (export.file_repeated).
-    with ShopifyLoopback.from_exports(small_shop, restore_rate=5000) as twin:
+    with ShopifyLoopback.from_exports(small_shop, restore_rate=5000, night_index=2) as twin:
         settings = _shopify_settings(tmp_path, twin)
-        while True:
-            stages.ingest(settings, twin.night)
-            if not twin.has_next_night:
-                break
-            twin.next_night()
+        stages.ingest(settings, twin.night)  # the first load, at the shop's last night
         order = next(k for k, r in sorted(twin.rows["orders"].items()) if r["status"] == "confirmed" and any(
             s["order_id"] == k[0] for s in twin.rows["shipments"].values()))
         shipment = next(k for k, s in twin.rows["shipments"].items() if s["order_id"] == order[0])

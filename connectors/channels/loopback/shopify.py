@@ -218,6 +218,15 @@ def _e164(phone: str | None) -> str | None:
     return "+81" + digits[1:] if digits.startswith("0") else phone
 
 
+def _encoding(path: Path) -> str:
+    """UTF-8 when the whole file is, else CP932 (the two encodings of kizuna's export format)."""
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return "cp932"
+    return "utf-8-sig"
+
+
 class ShopView:
     """The shop as Shopify holds it at one moment: objects by type, each list in id order."""
 
@@ -266,7 +275,8 @@ class ShopView:
                     "consentCollectedFrom": None}
         granted = row["status"] == "granted"
         at = row["consented_at"] if granted else (row.get("withdrawn_at") or row["updated_at"])
-        return {"marketingState": "SUBSCRIBED" if granted else "UNSUBSCRIBED", "consentUpdatedAt": self.iso(self.at(at)),
+        return {"marketingState": "SUBSCRIBED" if granted else "UNSUBSCRIBED",
+                "consentUpdatedAt": self.iso(self.at(at)),
                 "marketingOptInLevel": "SINGLE_OPT_IN", "consentCollectedFrom": "SHOPIFY"}
 
     def _customer(self, row: dict[str, str], consents: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -403,7 +413,8 @@ def search_filter(text: str | None, zone: ZoneInfo) -> tuple[list[Any], list[dic
             continue
         m = _TERM.match(word)
         if not m or m.group("field") not in ("updated_at", "created_at"):
-            warnings.append({"field": m.group("field") if m else word, "message": "Invalid search field for this query."})
+            warnings.append({"field": m.group("field") if m else word,
+                             "message": "Invalid search field for this query."})
             continue
         raw = m.group("value").strip("'\"")
         try:
@@ -537,6 +548,14 @@ def _bulk_lines(op: gql.Operation, data: dict[str, Any]) -> tuple[list[str], int
 
 
 class ShopifyLoopback(LoopbackServer):
+    """The twin of one shop. `exports`: a folder of kizuna's nightly exports (`kizuna generate`);
+    `night_index`: the night shown first (0, the full history; -1, the last night); `token`: the
+    access token it accepts; `restore_rate`, `bucket_size`: its cost bucket; `throttle_share`:
+    the share of requests answered THROTTLED whatever the bucket holds (with `seed`: repeatable);
+    `bulk_concurrency`: bulk operations running at once (5 from API version 2026-01). The base
+    class's options (`fault_rate`, queued `Fault`s through `fail_next`/`fail_requests`) play HTTP
+    faults before the API answers."""
+
     provider = "shopify"
     delivery_key = "request"
 
@@ -569,7 +588,10 @@ class ShopifyLoopback(LoopbackServer):
         self.graphql_requests = 0
         self.token_leaks = 0  # bulk downloads that carried the access token
         self.queries: list[str] = []  # operation names (or the first field) of the GraphQL requests answered
-        for _ in range(night_index + 1):
+        first = night_index + len(self.folders) if night_index < 0 else night_index  # -1: the last night
+        if not 0 <= first < len(self.folders):
+            raise ValueError(f"night_index {night_index}: {self.exports} holds {len(self.folders)} night folder(s)")
+        for _ in range(first + 1):
             self.next_night()
 
     @classmethod
@@ -619,7 +641,7 @@ class ShopifyLoopback(LoopbackServer):
             if spec is None:
                 continue
             table = self.rows.setdefault(spec.table, {})
-            with path.open(encoding="utf-8", newline="") as fh:
+            with path.open(encoding=_encoding(path), newline="") as fh:
                 for row in csv.DictReader(fh):
                     key = tuple(row[k] for k in spec.primary_key)
                     old = table.get(key)
@@ -670,7 +692,8 @@ class ShopifyLoopback(LoopbackServer):
         if method != "POST":
             return Reply(405, {"errors": "Method Not Allowed"})
         if headers.get("X-Shopify-Access-Token") != self.token:
-            return Reply(401, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"})
+            return Reply(401, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong "
+                                         "password)"})
         try:
             payload = json.loads(body or b"{}")
             query, variables = payload.get("query"), payload.get("variables") or {}
@@ -807,7 +830,8 @@ class ShopifyLoopback(LoopbackServer):
         return {"__typename": "BulkOperation", "_id": op.number, "id": op.gid, "status": op.status,
                 "errorCode": op.fail if op.status == "FAILED" else None,
                 "createdAt": ShopView.iso(op.created_at), "completedAt": ShopView.iso(op.completed_at),
-                "objectCount": str(op.object_count if done else 0), "rootObjectCount": str(op.root_count if done else 0),
+                "objectCount": str(op.object_count if done else 0),
+                "rootObjectCount": str(op.root_count if done else 0),
                 "fileSize": str(op.path.stat().st_size) if done and op.path else None, "url": url,
                 "partialDataUrl": None, "query": op.query, "type": "QUERY"}
 

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -60,7 +60,6 @@ class ClientStats:
     retried: int = 0  # 5xx / transport failures sent again
     waited_seconds: float = 0.0  # slept for the cost bucket (before a query, or after THROTTLED)
     cost: float = 0.0  # actualQueryCost summed
-    errors: list[str] = field(default_factory=list)
 
 
 def _backoff(attempt: int, base: float) -> float:
@@ -239,7 +238,11 @@ class ShopifyClient:
                                   f"{max_wait / 3600:.0f} h; run again later.")
             self._sleep(wait)
             wait = min(wait * 2, poll_max)
-            operation = self.execute(queries.BULK_STATUS, {"id": operation["id"]}).data.get("node") or operation
+            polled = self.execute(queries.BULK_STATUS, {"id": operation["id"]}).data.get("node")
+            if polled is None:
+                raise ExportError(f"Shopify no longer knows the bulk operation {operation['id']} it started; run "
+                                  "again (a new one is started).")
+            operation = polled
         return operation
 
     def download(self, url: str, dest: Path) -> int:

@@ -46,7 +46,9 @@ totalShippingPriceSet {{ shopMoney {{ amount currencyCode }} }}
 totalPriceSet {{ shopMoney {{ amount currencyCode }} }}
 paymentGatewayNames
 customerJourneySummary {{ firstVisit {{ landingPage utmParameters {{ source campaign }} }} }}
-fulfillments(first: {FULFILLMENTS_PER_ORDER}) {{ id createdAt updatedAt deliveredAt trackingInfo(first: 1) {{ company number }} }}"""
+fulfillments(first: {FULFILLMENTS_PER_ORDER}) {{
+  id createdAt updatedAt deliveredAt trackingInfo(first: 1) {{ company number }}
+}}"""
 
 LINE_ITEM = """id quantity variant { id }
 originalUnitPriceSet { shopMoney { amount } }
