@@ -10,6 +10,7 @@ failing a bulk operation on the way.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 from datetime import date, datetime, timedelta
@@ -522,3 +523,26 @@ def test_fulfilments_and_consents_shopify_sends_again_unchanged_do_not_make_a_ni
         assert _sync_points(settings)[-1][0] == quiet + timedelta(days=2)
         assert _raw(settings, "select status from raw.orders where order_id = ?", [_number(order[0])]) == \
             [("returned",)]
+
+
+def test_an_order_with_more_lines_than_a_page_and_a_page_too_costly_are_read_whole(small_shop, tmp_path):
+    with ShopifyLoopback.from_exports(small_shop, restore_rate=20000) as twin, \
+            duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        _load(con, twin, tmp_path)
+        twin.next_night()
+        key, order = next((k, r) for k, r in sorted(twin.rows["orders"].items()) if r["status"] == "confirmed")
+        product = next(iter(twin.rows["products"].values()))
+        at = f"{twin.night} 13:00:00"
+        for i in range(23):  # the merchant edits the order: 23 more lines (a page holds 10)
+            line_id = f"L9{i:09d}"
+            twin.rows["order_lines"][(line_id,)] = {
+                "order_line_id": line_id, "order_id": key[0], "product_id": product["product_id"], "quantity": "1",
+                "unit_price": product["list_price"], "line_amount": product["list_price"], "updated_at": at}
+        twin.edit("orders", key, at)
+        source, _ = _load(con, twin, tmp_path, page_sizes={"orders": 40})  # 40 orders a page: ~3,800 points
+        lines = con.execute("select count(*) from raw.order_lines where order_id = ?", [_number(key[0])]).fetchone()
+        assert lines == (sum(1 for r in twin.rows["order_lines"].values() if r["order_id"] == key[0]),)
+        assert lines[0] > 23 and "MoreLineItems" in twin.queries
+        costs = {json.loads(shape)[0][1]: c for (q, shape), c in source.client._costs.items()
+                 if q.startswith("query OrdersPage")}
+        assert costs[40] > 1000 and costs[20] > 1000 and costs[10] <= 1000  # halved until Shopify accepted it
