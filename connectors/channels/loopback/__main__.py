@@ -3,11 +3,15 @@
     python -m connectors.channels.loopback sendgrid [--no-record] [--fault-rate 0.2 --seed 7]
         [--events-to http://127.0.0.1:8787/webhooks/sendgrid --events-key key.pem [--delivered-after 1]]
     python -m connectors.channels.loopback line [--fault-rate 0.2 --seed 7] [--key-life 86400]
+    python -m connectors.channels.loopback shopify --exports data/exports [--throttle-share 0.3]
+        [--restore-rate 50] [--night-index 0]
 
 Prints `URL http://127.0.0.1:PORT` on the first line. `/_loopback/...` drives it from another
 process: `GET stats` (counts, faults played, events pending), `GET deliveries` (accepted
 recipients counted by send id / LINE user id), `POST reset`, `POST faults` (a JSON list of
-faults to play next), `POST advance` (`{"seconds": N}`: move the provider's clock ahead).
+faults to play next), `POST advance` (`{"seconds": N}`: move the provider's clock ahead);
+shopify also `POST next-night` (show the next night's changes), `POST fail-bulk`
+(`{"error_code": "INTERNAL_SERVER_ERROR", "count": 1}`) and `GET shop` (night, clock, counts).
 
 `--fault-rate P` plays, on each provider request with probability P, one fault of the mix
 (`--fault-kinds`, default all): 429 with a short Retry-After, 500 before or after accepting,
@@ -23,10 +27,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from connectors.channels.loopback import LineLoopback, SendGridLoopback, TwilioLoopback
+from connectors.channels.loopback import LineLoopback, SendGridLoopback, ShopifyLoopback, TwilioLoopback
 from connectors.channels.loopback.server import FAULT_KINDS
 
-SERVERS = {"sendgrid": SendGridLoopback, "line": LineLoopback, "twilio": TwilioLoopback}
+SERVERS = {"sendgrid": SendGridLoopback, "line": LineLoopback, "twilio": TwilioLoopback, "shopify": ShopifyLoopback}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="sendgrid: also post a `delivered` event this long after each `processed` one")
     parser.add_argument("--key-life", type=float, default=None, metavar="SECONDS",
                         help="line: how long a retry key is honoured (default 86400, LINE's 24 hours)")
+    parser.add_argument("--exports", type=Path, metavar="DIR", help="shopify: the generated shop's nightly exports "
+                        "(kizuna's format) the twin serves, e.g. data/exports")
+    parser.add_argument("--throttle-share", type=float, default=0.0, metavar="P",
+                        help="shopify: share of GraphQL requests answered THROTTLED (0..1; default 0)")
+    parser.add_argument("--restore-rate", type=float, default=50.0, metavar="POINTS",
+                        help="shopify: points per second the cost bucket (1,000 points) restores (default 50)")
+    parser.add_argument("--night-index", type=int, default=0, metavar="N",
+                        help="shopify: the night shown first (0: the first folder, the full history)")
     return parser
 
 
@@ -71,10 +83,24 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
         parser.error("--events-to and --events-key go together: the URL to post to and the key that signs")
     if args.key_life is not None and args.provider != "line":
         parser.error("--key-life is for the line server only")
+    shopify_only = args.exports or args.throttle_share or args.restore_rate != 50.0 or args.night_index
+    if shopify_only and args.provider != "shopify":
+        parser.error("--exports, --throttle-share, --restore-rate and --night-index are for the shopify server only")
     kwargs: dict[str, Any] = {"record": not args.no_record, "fault_rate": args.fault_rate, "seed": args.seed,
                               "fault_kinds": kinds, "fault_hold": args.fault_hold}
     if args.key_life is not None:
         kwargs["key_life"] = args.key_life
+    if args.provider == "shopify":
+        if args.exports is None or not args.exports.is_dir():
+            parser.error("shopify needs --exports: the folder of a generated shop's nightly exports "
+                         "(`kizuna generate`), which the twin serves")
+        if not 0.0 <= args.throttle_share <= 1.0:
+            parser.error(f"--throttle-share is a probability between 0 and 1, not {args.throttle_share}")
+        try:
+            return ShopifyLoopback(args.exports, throttle_share=args.throttle_share, restore_rate=args.restore_rate,
+                                   night_index=args.night_index, **kwargs)
+        except (ValueError, OSError) as exc:
+            parser.error(f"shopify: {exc}")
     return SERVERS[args.provider](**kwargs)
 
 
