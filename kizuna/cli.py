@@ -7,6 +7,8 @@ import logging.handlers
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -298,15 +300,31 @@ def _print_campaigns(campaigns) -> None:
 @app.command()
 def demo(
     customers: Optional[int] = typer.Option(None, help="Customers in the demo shop (default: KIZUNA_DEMO_CUSTOMERS)."),
+    source: str = typer.Option(
+        "csv", help="How the demo shop reaches kizuna (docs/sources.md): csv (kizuna's export format), mapped_csv "
+        "(EC-CUBE 4's own CSV exports through the shipped mapping), shopify (a loopback Shopify twin speaking the "
+        "Admin GraphQL API), ec_cube (a throwaway PostgreSQL with EC-CUBE's tables; needs Debian's postgresql). "
+        "Each source but csv keeps its own data folder, <data_dir>/demo-<source>."),
 ) -> None:
     """Generate a demo shop if none exists, run the nightly flow for its newest night, summarise."""
+    import os
+
+    from connectors.sources.registry import SOURCES
+
+    if source not in SOURCES:
+        _fail(KizunaError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}"))
+    if source != "csv":  # its own warehouse, ledger and outbox: a shop comes through one source
+        os.environ["KIZUNA_DATA_DIR"] = str(get_settings().data_dir / f"demo-{source}")
+        os.environ["KIZUNA_SOURCE"] = source
+        get_settings.cache_clear()
     settings = get_settings()
     log_file = _log_to_file(settings)
     started = time.perf_counter()
     try:
-        if not (settings.exports_dir / "shop.json").exists():
-            _generate_demo(settings, customers or settings.demo_customers)
-        outcome = _run_flow(settings, None, started, log_file)
+        with _demo_source(settings, source, customers or settings.demo_customers):
+            get_settings.cache_clear()  # the source's address and secret are in the environment now
+            settings = get_settings()
+            outcome = _run_flow(settings, None, started, log_file)
     except typer.Exit:
         raise
     except KizunaError as exc:
@@ -317,7 +335,50 @@ def demo(
     _print_summary(outcome, settings, time.perf_counter() - started)
 
 
-def _generate_demo(settings: Settings, customers: int) -> None:
+@contextmanager
+def _demo_source(settings: Settings, source: str, customers: int) -> Iterator[None]:
+    """The demo shop, generated once, served through `source` for the length of the run."""
+    import os
+
+    if source == "csv":
+        if not (settings.exports_dir / "shop.json").exists():
+            _generate_demo(settings, settings.exports_dir, customers)
+        yield
+        return
+    if source == "mapped_csv":
+        if not (settings.exports_dir / "shop.json").exists():
+            from kizuna.demo_shop.ec_cube_csv import write_ec_cube_exports
+
+            shop = settings.data_dir / "shop"
+            _generate_demo(settings, shop, customers)
+            write_ec_cube_exports(shop, settings.exports_dir)
+            console.print(f"EC-CUBE 4 CSV exports of the demo shop: {settings.exports_dir}")
+        yield
+        return
+    shop = settings.data_dir / "shop"  # kizuna's format: what the twin or the database is filled from
+    if not (shop / "shop.json").exists():
+        _generate_demo(settings, shop, customers)
+    if source == "shopify":
+        from connectors.channels.loopback.shopify import DEFAULT_TOKEN, ShopifyLoopback
+
+        with ShopifyLoopback.from_exports(shop, night_index=-1) as twin:
+            os.environ.update(KIZUNA_SHOPIFY_API_URL=twin.url, KIZUNA_SHOPIFY_SHOP=twin.shop,
+                              KIZUNA_SHOPIFY_ACCESS_TOKEN=DEFAULT_TOKEN)
+            console.print(f"Shopify twin (loopback) serving the demo shop at {twin.url}")
+            yield
+        return
+    from connectors.sources.ec_cube.demo import start_demo_database
+
+    database = start_demo_database(shop, tz=settings.timezone)
+    try:
+        os.environ["KIZUNA_EC_CUBE_DATABASE_URL"] = database.reader_url
+        console.print("EC-CUBE demo database: a throwaway PostgreSQL holding the demo shop")
+        yield
+    finally:
+        database.close()
+
+
+def _generate_demo(settings: Settings, folder: Path, customers: int) -> None:
     from rich.progress import Progress
 
     from kizuna.demo_shop import generate_shop
@@ -326,9 +387,9 @@ def _generate_demo(settings: Settings, customers: int) -> None:
     end = datetime.now(ZoneInfo(settings.timezone)).date() - timedelta(days=1)
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"Generating a demo shop of {customers:,} customers", total=1.0)
-        generate_shop(settings.exports_dir, customers=customers, seed=settings.demo_seed, end_date=end,
+        generate_shop(folder, customers=customers, seed=settings.demo_seed, end_date=end,
                       nights=settings.demo_nights, progress=lambda _msg, done: progress.update(bar, completed=done))
-    console.print(f"Demo shop: {customers:,} customers, exports in {settings.exports_dir}")
+    console.print(f"Demo shop: {customers:,} customers, exports in {folder}")
 
 
 @app.command()

@@ -144,8 +144,9 @@ were quarantined.
 
 `raw._load_log` has one row per file and load: `night`, `file_name`, `checksum` (SHA-256 of
 the original file), `rows_read`, `rows_inserted`, `rows_updated`, `rows_quarantined`,
-`status` (`loaded`, `skipped`, or `rejected`: loaded, then refused by the check and not
-kept), `loaded_at` (UTC), `seconds`, `encoding`, `file_size`, `file_mtime_ns` and `reason`
+`status` (`loaded`, `skipped`, `rejected`: loaded, then refused by the check and not
+kept, or `scrubbed`: a file kizuna landed for a pulling source, rewritten by an erasure,
+which stands for the version it replaced), `loaded_at` (UTC), `seconds`, `encoding`, `file_size`, `file_mtime_ns` and `reason`
 (why a file was rejected). Rows read but neither inserted, updated nor quarantined were
 versions already loaded (equal or older `updated_at`). A night with only `rejected` rows
 is not loaded: the next run loads and checks it again.

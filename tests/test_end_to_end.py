@@ -126,3 +126,26 @@ def test_every_prefect_deployment_entrypoint_imports():
         assert probe.returncode == 0, probe.stderr
         cron = deployment["schedules"][0]
         assert (cron["cron"], cron["timezone"]) == ("0 2 * * *", "Asia/Tokyo")
+
+
+def test_the_demo_runs_through_the_shopify_twin_in_its_own_data_folder(tmp_path):
+    """`kizuna demo --source shopify`: the shop served by a loopback Shopify speaking the Admin GraphQL API."""
+    data_dir = tmp_path / "data"
+    env = {**_demo_env(data_dir), "KIZUNA_DEMO_CUSTOMERS": "300"}
+    run = subprocess.run([str(KIZUNA), "demo", "--source", "shopify"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Shopify twin (loopback) serving the demo shop at http://127.0.0.1:" in run.stdout
+    own = data_dir / "demo-shopify"
+    assert not (data_dir / "warehouse.duckdb").exists()  # the csv demo's warehouse is not touched
+    with duckdb.connect(str(own / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from raw.customers").fetchone()[0] == 300
+        assert con.execute("select count(*) from raw._shopify_sync").fetchone()[0] >= 1
+        assert con.execute("select count(*) from marts.customer_rfm").fetchone()[0] > 0
+
+
+def test_an_unknown_demo_source_is_one_clear_line(tmp_path):
+    run = subprocess.run([str(KIZUNA), "demo", "--source", "magento"], cwd=ROOT, env=_demo_env(tmp_path / "d"),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and not run.stderr.strip(), run.stdout + run.stderr
+    assert "unknown source 'magento': use one of csv, mapped_csv, shopify, ec_cube" in run.stdout

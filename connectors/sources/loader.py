@@ -793,7 +793,7 @@ def _log(con, night: date, p: _Prepared, f: LoadedFile, loaded_at: datetime, sta
 # -- archive ------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
+def file_checksum(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK_BYTES):
@@ -809,9 +809,9 @@ def archive_file(ref: ExportFileRef, checksum: str, size: int, archive_dir: Path
     dest = archive_dir / ref.night.isoformat() / ref.file_name
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
-        if dest.stat().st_size == size and _sha256(dest) == checksum:
+        if dest.stat().st_size == size and file_checksum(dest) == checksum:
             return dest
-        old = _sha256(dest)
+        old = file_checksum(dest)
         os.replace(dest, dest.with_name(f"{dest.stem}.{old[:12]}{dest.suffix}"))
     partial = dest.with_name(dest.name + ".partial")
     shutil.copyfile(ref.path, partial)
@@ -824,8 +824,27 @@ def archive_file(ref: ExportFileRef, checksum: str, size: int, archive_dir: Path
 
 def _last_loaded_checksums(con, night: date) -> dict[str, str]:
     rows = con.execute(f"""select file_name, arg_max(checksum, loaded_at) from {LOAD_LOG}
-        where night = ? and status = 'loaded' group by file_name""", [night]).fetchall()
+        where night = ? and status in ('loaded', 'scrubbed') group by file_name""", [night]).fetchall()
     return dict(rows)
+
+
+def log_scrubbed(con, path: Path, checksum_before: str) -> None:
+    """Record that an erasure rewrote `<landing>/<source>/<night>/<file>`: when the file it rewrote was the
+    version last loaded, the scrubbed file stands for that version (a later night is not taught to load it
+    again, which would also quarantine the blanked rows)."""
+    try:
+        night = date.fromisoformat(path.parent.name)
+    except ValueError:
+        return
+    ensure_raw_tables(con)
+    if _last_loaded_checksums(con, night).get(path.name) != checksum_before:
+        return
+    st = path.stat()
+    con.execute(f"""insert into {LOAD_LOG} (night, file_name, checksum, rows_read, rows_inserted, rows_updated,
+        rows_quarantined, status, loaded_at, seconds, encoding, file_size, file_mtime_ns, reason)
+        values (?, ?, ?, 0, 0, 0, 0, 'scrubbed', ?, 0, null, ?, ?, 'an erasure blanked personal fields')""",
+                [night, path.name, file_checksum(path), datetime.now(timezone.utc).replace(tzinfo=None),
+                 st.st_size, st.st_mtime_ns])
 
 
 @contextmanager

@@ -59,6 +59,7 @@ from campaigns import ledger
 from kizuna.config import Settings
 from kizuna.errors import KizunaError
 from kizuna.events import store
+from connectors.sources import loader
 from kizuna.privacy import files
 from kizuna.privacy.identity import (
     KINDS,
@@ -692,10 +693,14 @@ class _Run:
         for path in paths:
             if not self.file_due(path, self.state):
                 continue
+            landed = path.is_relative_to(landing)
+            before = loader.file_checksum(path) if landed else ""
             scrub = files.scrub_csv(path, decider)
             if scrub.rewritten:
                 self.result.blanked["archive rows"] += scrub.rows_blanked
                 self.result.files_rewritten += 1
+                if landed:  # the loader must take the scrubbed file for the version it loaded, not a new one
+                    loader.log_scrubbed(self.con, path, before)
             self.file_done(path, self.state)
         self.repurged.discard("")
 
