@@ -111,8 +111,12 @@ def assert_same_marts(reference: Settings, candidate: Settings, tables: Iterable
             problems.append(f"{table}: columns differ: {ref_cols} vs {cand_cols}")
             continue
         if ref != cand:
-            only_ref = [r for r in ref if r not in set(cand)][:3]
-            only_cand = [r for r in cand if r not in set(ref)][:3]
-            problems.append(f"{table}: {len(ref)} vs {len(cand)} rows; only in the reference: {only_ref}; "
-                            f"only from the source: {only_cand} (columns {ref_cols})")
+            problems.append(f"{table}: {row_differences(ref, cand)} (columns {ref_cols})")
     assert not problems, "marts differ:\n" + "\n".join(problems)
+
+
+def row_differences(ref: list[tuple], cand: list[tuple]) -> str:
+    """The counts and the first rows only one side has."""
+    only_ref = [r for r in ref if r not in set(cand)][:3]
+    only_cand = [r for r in cand if r not in set(ref)][:3]
+    return f"{len(ref)} vs {len(cand)} rows; only in the reference: {only_ref}; only from the source: {only_cand}"

@@ -29,7 +29,7 @@ from kizuna import stages
 from kizuna.config import PROJECT_ROOT, Settings
 from kizuna.demo_shop import generate_shop
 from kizuna.errors import ExportError, KizunaError, NightRejected, QualityGateFailed
-from source_parity import assert_same_marts, build, restrict
+from source_parity import assert_same_marts, build, restrict, row_differences
 
 END = date(2026, 11, 22)
 ID_COLUMNS = {"customer_id", "order_id", "product_id", "order_line_id", "shipment_id", "cart_id"}
@@ -114,10 +114,7 @@ def assert_same_raw(reference: Path, candidate: Path) -> None:
         drop = {"updated_at"} if table in MOVED else set()
         ref, cand = raw_rows(reference, table, drop), raw_rows(candidate, table, drop)
         if ref != cand:
-            only_ref = [r for r in ref if r not in set(cand)][:3]
-            only_cand = [r for r in cand if r not in set(ref)][:3]
-            problems.append(f"{table}: {len(ref)} vs {len(cand)} rows; only in the reference {only_ref}; only "
-                            f"from Shopify {only_cand}")
+            problems.append(f"{table}: {row_differences(ref, cand)}")
     assert not problems, "raw tables differ:\n" + "\n".join(problems)
 
 
