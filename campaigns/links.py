@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 from typing import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -40,6 +41,13 @@ def utm_values(channel: str, scenario_id: str | None, step_id: str) -> dict[str,
 
 def tag_url(url: str, utm: dict[str, str]) -> str:
     """`url` with the UTM parameters set (others and the fragment kept); not http(s): unchanged."""
+    return _tagged(url, tuple(utm.items()))
+
+
+@lru_cache(maxsize=8192)
+def _tagged(url: str, utm_items: tuple[tuple[str, str], ...]) -> str:
+    """Cached: a night's messages repeat the same few links for each step (most of the tagging time)."""
+    utm = dict(utm_items)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return url

@@ -110,6 +110,7 @@ class Renderer:
         self._product_url = settings.brand_product_url.replace("{shop_url}", shop_url)
         self._cart_url = settings.brand_cart_url.replace("{shop_url}", shop_url)
         self._files: dict[str, _Files] = {}
+        self._compiled: dict[str, Template] = {}
         self._mjml_options = mrml.RenderOptions(fonts={})  # no web-font <link>: mail clients block them
 
     # ------------------------------------------------------------ templates
@@ -133,8 +134,11 @@ class Renderer:
         return self._files[name]
 
     def _load(self, name: str) -> Template:
+        if name in self._compiled:
+            return self._compiled[name]
         try:
-            return self.env.get_template(name)
+            self._compiled[name] = self.env.get_template(name)
+            return self._compiled[name]
         except TemplateSyntaxError as exc:
             raise template_error(exc) from None
         except TemplateNotFound as exc:
@@ -184,7 +188,7 @@ class Renderer:
         TemplateError (one line: file, line, variable); a missing legal field, ScenarioError."""
         files = self.files(step.template)
         scenario_id = scenario_id or customer.get("scenario_id")
-        customer_id = str(customer.get("customer_id") or "")
+        customer_id = str(customer.get("customer_id") or "")  # for the per-recipient unsubscribe link below
         unsubscribe_url = f"{self.settings.unsubscribe_base_url}?t={send_id}"
         context = self.context(step, customer, send_date, scenario_id, unsubscribe_url)
         subject = self._run(files.subject, context).strip()
