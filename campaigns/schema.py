@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from kizuna.errors import ScenarioError
 
+#: The scenarios and templates shipped with kizuna (the demo shop's). A shop keeps its own in the
+#: folder KIZUNA_SCENARIOS_DIR: scenario files there, templates in its `templates/` folder.
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+#: The files of one message template `<name>`: text body and subject required, MJML optional.
+TEMPLATE_SUFFIXES = (".txt.j2", ".subject.j2", ".mjml.j2")
 
 Channel = Literal["email", "line", "sms", "dm", "phone", "insert"]
 
@@ -75,6 +79,31 @@ ExitCondition = Literal["second_order", "subscription_start", "new_order", "subs
 Goal = Literal["second_order", "subscription_start", "new_order"]
 
 
+def scenario_dir(settings=None) -> Path:
+    """The scenario folder in use: KIZUNA_SCENARIOS_DIR when set, else the shipped one."""
+    if settings is None:
+        from kizuna.config import get_settings
+
+        settings = get_settings()
+    folder = getattr(settings, "scenarios_dir", None)
+    return Path(folder).expanduser().resolve() if folder else SCENARIO_DIR
+
+
+def template_dirs(folder: Path | None = None) -> list[Path]:
+    """Where templates are looked up, first match wins: the scenario folder's `templates/`, then the
+    shipped ones (a shop's template of the same name replaces the shipped one; the rest stay usable)."""
+    folder = scenario_dir() if folder is None else Path(folder).resolve()
+    if folder == SCENARIO_DIR.resolve():
+        return [TEMPLATE_DIR]
+    return [folder / "templates", TEMPLATE_DIR]
+
+
+def find_template(name: str, dirs: list[Path]) -> Path | None:
+    """The folder that holds template `name` (its .txt.j2). All of one template's files come from that
+    folder, so a shop's own text is never paired with the shipped MJML of the same name."""
+    return next((d for d in dirs if (d / f"{name}.txt.j2").is_file()), None)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -105,13 +134,16 @@ class Step(_Strict):
 
     @field_validator("template")
     @classmethod
-    def _template_exists(cls, name: str) -> str:
-        if not (TEMPLATE_DIR / f"{name}.txt.j2").exists():
+    def _template_exists(cls, name: str, info: ValidationInfo) -> str:
+        dirs = (info.context or {}).get("template_dirs") or template_dirs()
+        found = find_template(name, dirs)
+        if found is None:
             raise ValueError(
-                f"no template {name!r}: add campaigns/templates/{name}.txt.j2 (and .subject.j2, optional .html.j2)"
+                f"no template {name!r}: add {_shown(dirs[0])}/{name}.txt.j2 (and {name}.subject.j2, "
+                f"optional {name}.mjml.j2 for the HTML e-mail)"
             )
-        if not (TEMPLATE_DIR / f"{name}.subject.j2").exists():
-            raise ValueError(f"template {name!r} has no subject: add campaigns/templates/{name}.subject.j2")
+        if not (found / f"{name}.subject.j2").is_file():
+            raise ValueError(f"template {name!r} has no subject: add {_shown(found)}/{name}.subject.j2")
         return name
 
 
@@ -183,13 +215,23 @@ class Scenario(_Strict):
         return self
 
 
+def _shown(folder: Path) -> str:
+    """A template folder as a person finds it: the shipped one relative to the work tree."""
+    try:
+        return str(folder.resolve().relative_to(TEMPLATE_DIR.parent.parent))
+    except ValueError:
+        return str(folder)
+
+
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "(top level)"
     return f"  - {where}: {error['msg']}"
 
 
-def load_scenario(path: Path) -> Scenario:
-    """Read and validate one scenario file; a ScenarioError names the file, each bad field and the fix."""
+def load_scenario(path: Path, dirs: list[Path] | None = None) -> Scenario:
+    """Read and validate one scenario file; a ScenarioError names the file, each bad field and the fix.
+
+    Its templates are looked up in `dirs` (default: those of the scenario folder in use, `template_dirs()`)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -197,15 +239,21 @@ def load_scenario(path: Path) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"{path.name}: a scenario file holds one mapping (id, name, priority, ...)")
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data, context={"template_dirs": dirs or template_dirs()})
     except ValidationError as exc:
         lines = "\n".join(_describe(e) for e in exc.errors())
         raise ScenarioError(f"{path.name}: invalid scenario:\n{lines}") from None
 
 
-def load_scenarios(folder: Path = SCENARIO_DIR) -> list[Scenario]:
-    """All scenarios of a folder, highest priority first; ids must be unique across files."""
-    scenarios = [load_scenario(p) for p in sorted(folder.glob("*.yaml"))]
+def load_scenarios(folder: Path | None = None) -> list[Scenario]:
+    """All scenarios of a folder (default: KIZUNA_SCENARIOS_DIR, else the shipped ones), highest
+    priority first; ids must be unique across files."""
+    folder = scenario_dir() if folder is None else Path(folder)
+    if not folder.is_dir():
+        raise ScenarioError(f"no scenario folder {folder}: create it with scenario files (*.yaml) and a templates/ "
+                            "folder beside them, or unset KIZUNA_SCENARIOS_DIR to use the shipped scenarios.")
+    dirs = template_dirs(folder)
+    scenarios = [load_scenario(p, dirs) for p in sorted(folder.glob("*.yaml"))]
     seen: dict[str, int] = {}
     for s in scenarios:
         seen[s.id] = seen.get(s.id, 0) + 1

@@ -446,22 +446,46 @@ def generate(
 
 @campaigns_app.command("validate")
 def campaigns_validate() -> None:
-    """Validate every scenario file and render each step once with sample data."""
+    """Validate every scenario file and render each step as a send would, with a complete sample customer.
+
+    Scenarios and templates come from KIZUNA_SCENARIOS_DIR when set (else the shipped ones). Each
+    problem is one line naming the file, the line and the variable; HTML e-mails are also linted
+    (external CSS, scripts, images without alt text or width, Gmail's 102 KB clipping).
+    """
+    from campaigns.engine import send_date_for
+    from campaigns.html_lint import lint_email_html
     from campaigns.render import Renderer
-    from campaigns.schema import load_scenarios
+    from campaigns.schema import load_scenarios, scenario_dir
+    from campaigns.template_vars import sample_customer
 
     settings = get_settings()
     try:
         scenarios = load_scenarios()
-        renderer = Renderer(settings)
-        sample = {"customer_id": "C0000000", "last_name": "山田", "first_name": "花子"}
-        for s in scenarios:
-            for step in s.steps:
-                renderer.render(step, sample, "sample-send-id", date.today())
     except KizunaError as exc:
         _fail(exc)
+    renderer = Renderer(settings)
+    send_date = send_date_for(date.today())
+    problems: list[str] = []
     for s in scenarios:
-        console.print(f"[green]ok[/] {s.id} (priority {s.priority}, {len(s.steps)} steps)")
+        bad = 0
+        for step in s.steps:
+            try:
+                rendered = renderer.render(step, sample_customer(s.id, step.id), "sample-send-id", send_date)
+            except KizunaError as exc:
+                problems.append(f"{s.id} · {step.id}: {exc}")
+                bad += 1
+                continue
+            if step.channel == "email":
+                found = lint_email_html(rendered.html)
+                problems += [f"{s.id} · {step.id} ({step.template}, HTML): {p}" for p in found]
+                bad += bool(found)
+        mark = "[red]error[/]" if bad else "[green]ok[/]"
+        console.print(f"{mark} {s.id} (priority {s.priority}, {len(s.steps)} steps)")
+    for line in problems:
+        console.print(Text.assemble(("error: ", "bold red"), line), highlight=False)
+    if problems:
+        console.print(f"{len(problems)} problem(s) in {scenario_dir(settings)}: a send would fail the same way.")
+        raise typer.Exit(1)
 
 
 @campaigns_app.command("preview")
@@ -574,6 +598,33 @@ def docs_export_format(out: Path = typer.Option(Path("docs/export-format.md"), h
 
     out.write_text(render_export_format_doc(), encoding="utf-8")
     console.print(f"wrote {out}")
+
+
+@docs_app.command("templates")
+def docs_templates(out: Path = typer.Option(Path("docs/templates.md"), help="Where to write it.")) -> None:
+    """Write the template reference (generated from campaigns/template_vars.py and the brand settings)."""
+    from kizuna.docs_templates import render_templates_doc
+
+    out.write_text(render_templates_doc(), encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+@docs_app.command("email-screenshots")
+def docs_email_screenshots(
+    out: Path = typer.Option(Path("docs/images"), help="Folder for email-375.png and email-1200.png."),
+) -> None:
+    """Render the shipped win-back e-mail and save it as seen 375 px and 1,200 px wide (headless Chromium)."""
+    import tempfile
+
+    from kizuna.email_preview import email_screenshots
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="kizuna-email-") as work:
+            shots = email_screenshots(out, Path(work))
+    except KizunaError as exc:
+        _fail(exc)
+    for shot in shots:
+        console.print(f"wrote {shot}")
 
 
 @docs_app.command("dbt")

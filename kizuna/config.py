@@ -94,6 +94,31 @@ class Settings(BaseSettings):
         0, ge=0, le=50, description="Default share of each scenario's customers held out as control group."
     )
 
+    # Brand and templates (issue 16: HTML e-mail, tagged links, templates marketers write).
+    # One place for how the shop looks in its e-mails; templates see these as `brand` and `links`.
+    brand_shop_name: str = Field("絆オーガニクス", description="The shop's name as customers know it (e-mail "
+                                 "header, logo alt text); the legal sender is KIZUNA_SENDER_NAME.")
+    brand_shop_url: str = Field("https://kizuna-organics.example", description="The shop's home page: the logo "
+                                "and `links.shop` point there (tagged with UTM parameters).")
+    brand_logo_url: str = Field("https://kizuna-organics.example/images/logo.png", description="The logo at the top "
+                                "of every e-mail: an HTTPS URL of a PNG or JPEG, about 320 px wide (shown 160 px).")
+    brand_primary_color: str = Field("#2f6b4f", pattern=r"^#[0-9a-fA-F]{6}$", description="Buttons and headings "
+                                     "(#rrggbb).")
+    brand_accent_color: str = Field("#c8553d", pattern=r"^#[0-9a-fA-F]{6}$", description="Offer and coupon boxes "
+                                    "(#rrggbb).")
+    brand_product_image_url: str = Field("https://kizuna-organics.example/images/product.jpg", description="The "
+                                         "product picture in e-mails: an HTTPS URL, about 1100 px wide (shown 550 px).")
+    brand_product_name: str = Field("オーガニック酵素サプリ", description="The product's name (image alt text, "
+                                    "templates: `brand.product_name`).")
+    brand_product_url: str = Field("{shop_url}/products/main", description="`links.product`: the product page; "
+                                   "`{shop_url}` is KIZUNA_BRAND_SHOP_URL.")
+    brand_cart_url: str = Field("{shop_url}/cart", description="`links.cart`: where a customer finds their cart; "
+                                "`{shop_url}` is KIZUNA_BRAND_SHOP_URL, `{customer_id}` the customer's id.")
+    scenarios_dir: Path | None = Field(
+        None, description="The shop's own scenario folder: its *.yaml scenarios run instead of the shipped ones, "
+        "and its `templates/` folder is searched before the shipped templates (a template of the same name "
+        "replaces the shipped one; the others stay usable). Default: the scenarios shipped in campaigns/.")
+
     # Channels (connectors/channels/registry.py). Every default is local: the demo needs no secrets.
     # Secrets (API keys, tokens) are NOT settings: kizuna/secrets.py resolves them.
     email_provider: Literal["outbox", "sendgrid"] = Field("outbox", description="E-mail: local outbox or SendGrid.")

@@ -120,7 +120,7 @@ def test_every_marketing_email_carries_the_legal_footer(settings, warehouse):
         assert settings.sender_name in body
         assert settings.sender_address in body
         assert f"{settings.unsubscribe_base_url}?t={send_id}" in body
-    assert "F2-THANKS10" in text and "2026-12-07" in text  # offer code and expiry (run date + 14 days)
+    assert "F2-THANKS10" in text and "2026年12月7日(月)" in text  # offer code and expiry (run date + 14 days)
     assert mail["List-Unsubscribe"].strip() == f"<{settings.unsubscribe_base_url}?t={send_id}>"
     assert mail["To"].addresses[0].addr_spec == "C1@example.jp"
 
