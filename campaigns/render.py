@@ -50,6 +50,10 @@ class Renderer:
             offer["expires_on"] = None
             if step.offer.expires_in_days:
                 offer["expires_on"] = (send_date + timedelta(days=step.offer.expires_in_days)).isoformat()
+            if customer.get("coupon_code"):  # the customer's own single-use code (campaigns/coupons.py)
+                offer["code"] = customer["coupon_code"]
+                offer["expires_on"] = customer["coupon_expires_on"].isoformat() if customer.get("coupon_expires_on") \
+                    else offer["expires_on"]
         unsubscribe_url = f"{self.settings.unsubscribe_base_url}?t={send_id}"
         context = {
             "customer": customer,
