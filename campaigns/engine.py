@@ -47,16 +47,17 @@ CHANNEL_REACH = {
 
 #: A package insert goes into a parcel: the customer's next unshipped order, placed on or after the step's
 #: anchor date (an older order stuck unshipped is not it). None: no insert (status `skipped`, `no_parcel`).
-#: SQL over the candidate `{row}` (customer_id, anchor_date); marts.fct_orders holds counted (confirmed) orders.
-PARCEL_EXISTS = ("exists (select 1 from {orders} po where po.customer_id = {row}.customer_id "
-                 "and po.ordered_date >= {row}.anchor_date and po.shipped_at is null)")
-_NO_ORDERS = ("(select cast(null as varchar) as customer_id, cast(null as date) as ordered_date, "
-              "cast(null as timestamp) as shipped_at where false)")
+#: marts.fct_orders holds counted (confirmed) orders.
+#: Per customer, the newest unshipped order's date: a parcel exists for a row when it is on or after the
+#: row's anchor date (a join on the few unshipped orders, not a correlated subquery per candidate).
+_UNSHIPPED = ("(select customer_id, max(ordered_date) as last_unshipped from marts.fct_orders "
+              "where shipped_at is null group by customer_id)")
+_NO_ORDERS = "(select cast(null as varchar) as customer_id, cast(null as date) as last_unshipped where false)"
 
 
-def _parcel_exists(tables: set[str], row: str) -> str:
-    """PARCEL_EXISTS over marts.fct_orders; before the first build (no orders table) there is no parcel."""
-    return PARCEL_EXISTS.format(orders="marts.fct_orders" if "marts.fct_orders" in tables else _NO_ORDERS, row=row)
+def _unshipped(tables: set[str]) -> str:
+    """_UNSHIPPED over marts.fct_orders; before the first build (no orders table) there is no parcel."""
+    return _UNSHIPPED if "marts.fct_orders" in tables else _NO_ORDERS
 
 ChannelFactory = Callable[[str], Channel]
 
@@ -207,12 +208,14 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
                                        where sp.channel is null or sp.channel = x.channel) then 'suppressed'
                 when not coalesce({consent}, false) then 'no_consent'
                 when not coalesce({contact}, false) then 'no_address'
-                when x.channel = 'insert' and not {_parcel_exists(tables, 'x')} then 'no_parcel'
+                when x.channel = 'insert' and not coalesce(u.last_unshipped >= x.anchor_date, false)
+                    then 'no_parcel'
                 when {holdout} then 'held_out'
             end as reason
         from fresh x
         join marts.dim_customers c on c.customer_id = x.customer_id
         left join {audience} a on a.customer_id = x.customer_id
+        left join {_unshipped(tables)} u on u.customer_id = x.customer_id
         where {' or '.join(filters)}
     ),
     live as (
@@ -309,9 +312,11 @@ def _recheck_pending(con: duckdb.DuckDBPyConnection) -> None:
                                        where sp.channel is null or sp.channel = s.channel) then 'suppressed'
                 when not coalesce({consent}, false) then 'no_consent'
                 when not coalesce({contact}, false) then 'no_address'
-                when s.channel = 'insert' and not {_parcel_exists(_tables(con), 's')} then 'no_parcel'
+                when s.channel = 'insert' and not coalesce(u.last_unshipped >= s.anchor_date, false)
+                    then 'no_parcel'
             end as reason
             from ledger.sends s left join marts.dim_customers c on c.customer_id = s.customer_id
+            left join {_unshipped(_tables(con))} u on u.customer_id = s.customer_id
             where s.status = 'planned'
         ) r
         where t.send_id = r.send_id and r.reason is not null
@@ -361,7 +366,7 @@ def _deliverable(con: duckdb.DuckDBPyConnection, channel: str, with_unknown: boo
 
 def _parcels(con: duckdb.DuckDBPyConnection, send_ids: list[str]) -> dict[str, tuple[str, str | None]]:
     """send id -> (order id, shipment id) of the parcel a package insert goes into: the customer's earliest
-    unshipped order since the anchor date (PARCEL_EXISTS) and its unshipped shipment, when the shop already
+    unshipped order since the anchor date (as in the selection) and its unshipped shipment, when the shop already
     exported one (many export a shipment only once it has left: then the order alone names the parcel)."""
     tables = _tables(con)
     if "marts.fct_orders" not in tables:
