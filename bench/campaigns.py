@@ -98,6 +98,11 @@ def build_shop(con: duckdb.DuckDBPyConnection, customers: int, seed: float = 0.4
         case when subscription_status <> 'none' then
              k - case when first_order_kind = 'subscription' then 0 else 1 end end as delivery_number
     from seq;
+    -- orders ship the day after; the newest are still waiting (package inserts need such a parcel)
+    alter table marts.fct_orders add column ordered_at timestamp;
+    alter table marts.fct_orders add column shipped_at timestamp;
+    update marts.fct_orders set ordered_at = cast(ordered_date as timestamp) + interval 10 hour,
+        shipped_at = case when ordered_date < date '{RUN_DATE}' - 1 then cast(ordered_date + 1 as timestamp) end;
     create table raw.carts as
     select 'K' || i as cart_id, 'C' || lpad(cast(floor(random() * {customers}) as bigint)::varchar, 8, '0') as customer_id,
         'abandoned' as status,

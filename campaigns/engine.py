@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import duckdb
 
-from campaigns import ledger
+from campaigns import coupons, ledger
 from campaigns.render import Rendered, Renderer
 from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, Scenario, Step
 from connectors.channels.base import ALWAYS, Channel, Message, Outcome
@@ -45,6 +45,20 @@ CHANNEL_REACH = {
     "insert": ("true", "true"),
 }
 
+#: A package insert goes into a parcel: the customer's next unshipped order, placed on or after the step's
+#: anchor date (an older order stuck unshipped is not it). None: no insert (status `skipped`, `no_parcel`).
+#: marts.fct_orders holds counted (confirmed) orders.
+#: Per customer, the newest unshipped order's date: a parcel exists for a row when it is on or after the
+#: row's anchor date (a join on the few unshipped orders, not a correlated subquery per candidate).
+_UNSHIPPED = ("(select customer_id, max(ordered_date) as last_unshipped from marts.fct_orders "
+              "where shipped_at is null group by customer_id)")
+_NO_ORDERS = "(select cast(null as varchar) as customer_id, cast(null as date) as last_unshipped where false)"
+
+
+def _unshipped(tables: set[str]) -> str:
+    """_UNSHIPPED over marts.fct_orders; before the first build (no orders table) there is no parcel."""
+    return _UNSHIPPED if "marts.fct_orders" in tables else _NO_ORDERS
+
 ChannelFactory = Callable[[str], Channel]
 
 
@@ -60,6 +74,8 @@ class CampaignResult:
     #: (channel, status) -> messages in the whole ledger that need attention after this run
     #: (`unknown`; `failed` with no retry left), whichever night they come from
     attention: Counter = field(default_factory=Counter)
+    coupons_issued: int = 0  # unique coupon codes assigned tonight
+    coupons: coupons.ProvisionResult | None = None  # what reached the shop (import file, Shopify)
 
     def total(self, status: str) -> int:
         return sum(n for (_, _, _, s), n in self.delivered.items() if s == status)
@@ -192,11 +208,14 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
                                        where sp.channel is null or sp.channel = x.channel) then 'suppressed'
                 when not coalesce({consent}, false) then 'no_consent'
                 when not coalesce({contact}, false) then 'no_address'
+                when x.channel = 'insert' and not coalesce(u.last_unshipped >= x.anchor_date, false)
+                    then 'no_parcel'
                 when {holdout} then 'held_out'
             end as reason
         from fresh x
         join marts.dim_customers c on c.customer_id = x.customer_id
         left join {audience} a on a.customer_id = x.customer_id
+        left join {_unshipped(tables)} u on u.customer_id = x.customer_id
         where {' or '.join(filters)}
     ),
     live as (
@@ -274,6 +293,8 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Sce
         [run_date - timedelta(days=settings.catch_up_days)],
     )
     _recheck_pending(con)
+    # Unique coupon codes, once per send, before anything is delivered (a retried send keeps its code).
+    result.coupons_issued = coupons.assign(con, scenarios, settings.coupon_code_length)
     con.execute("insert into ledger.runs values (?, now()::timestamp) on conflict do nothing", [run_date])
 
 
@@ -291,8 +312,11 @@ def _recheck_pending(con: duckdb.DuckDBPyConnection) -> None:
                                        where sp.channel is null or sp.channel = s.channel) then 'suppressed'
                 when not coalesce({consent}, false) then 'no_consent'
                 when not coalesce({contact}, false) then 'no_address'
+                when s.channel = 'insert' and not coalesce(u.last_unshipped >= s.anchor_date, false)
+                    then 'no_parcel'
             end as reason
             from ledger.sends s left join marts.dim_customers c on c.customer_id = s.customer_id
+            left join {_unshipped(_tables(con))} u on u.customer_id = s.customer_id
             where s.status = 'planned'
         ) r
         where t.send_id = r.send_id and r.reason is not null
@@ -313,10 +337,13 @@ def _deliverable(con: duckdb.DuckDBPyConnection, channel: str, with_unknown: boo
     statuses = "('planned', 'sending', 'unknown')" if with_unknown else "('planned', 'sending')"
     rows = con.execute(
         f"""
-        select s.send_id, s.scenario_id, s.step_id, s.customer_id, s.run_date, s.status, s.handed_over_at,
-               {', '.join('c.' + f for f in _CUSTOMER_FIELDS)}
+        select s.send_id, s.scenario_id, s.step_id, s.customer_id, s.anchor_date, s.run_date, s.status,
+               s.handed_over_at, {', '.join('c.' + f for f in _CUSTOMER_FIELDS)},
+               cp.code as coupon_code, cp.expires_on as coupon_expires_on, cp.state as coupon_state,
+               cp.detail as coupon_detail
         from ledger.sends s
         join marts.dim_customers c using (customer_id)
+        left join ledger.coupons cp on cp.send_id = s.send_id
         where s.channel = ? and s.status in {statuses}
         order by s.send_id
         """,
@@ -330,7 +357,38 @@ def _deliverable(con: duckdb.DuckDBPyConnection, channel: str, with_unknown: boo
             if record[f] is not None:
                 record[f] = one_line(record[f])
         out.append(record)
+    if channel == "insert" and out:
+        parcels = _parcels(con, [r["send_id"] for r in out])
+        for record in out:
+            record["order_id"], record["shipment_id"] = parcels.get(record["send_id"], (None, None))
     return out
+
+
+def _parcels(con: duckdb.DuckDBPyConnection, send_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """send id -> (order id, shipment id) of the parcel a package insert goes into: the customer's earliest
+    unshipped order since the anchor date (as in the selection) and its unshipped shipment, when the shop already
+    exported one (many export a shipment only once it has left: then the order alone names the parcel)."""
+    tables = _tables(con)
+    if "marts.fct_orders" not in tables:
+        return {}
+    shipments = ("(select cast(shipment_id as varchar) as shipment_id, cast(order_id as varchar) as order_id "
+                 "from raw.shipments where shipped_at is null)" if "raw.shipments" in tables else
+                 "(select cast(null as varchar) as shipment_id, cast(null as varchar) as order_id where false)")
+    rows = con.execute(f"""
+        with o as (
+            select s.send_id, po.order_id,
+                   row_number() over (partition by s.send_id order by po.ordered_at, po.order_id) as k
+            from ledger.sends s
+            join marts.fct_orders po on po.customer_id = s.customer_id
+                 and po.ordered_date >= s.anchor_date and po.shipped_at is null
+            where s.send_id in (select unnest(?::varchar[]))
+        )
+        select o.send_id, o.order_id, min(sh.shipment_id)
+        from o left join {shipments} sh on sh.order_id = o.order_id
+        where o.k = 1
+        group by all
+    """, [send_ids]).fetchall()
+    return {send_id: (order_id, shipment_id) for send_id, order_id, shipment_id in rows}
 
 
 def _address(channel: str, row: dict) -> str:
@@ -354,7 +412,10 @@ def _message(channel_name: str, row: dict, scenario: Scenario, step: Step, rende
                "send_at": datetime.combine(row["run_date"], step.send_time).isoformat(),
                # What printed lists (DM, call, package insert) name: the piece and its offer.
                "piece": step.template,
-               "offer_code": (step.offer.code or "") if step.offer else ""},
+               # a unique code (the customer's own) wins over the step's shared code
+               "offer_code": row.get("coupon_code") or ((step.offer.code or "") if step.offer else ""),
+               # package inserts: the parcel they go into
+               "order_id": row.get("order_id") or "", "shipment_id": row.get("shipment_id") or ""},
     )
 
 
@@ -404,6 +465,12 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
     result = CampaignResult(run_date)
     steps = {(s.id, st.id): (s, st) for s in scenarios for st in s.steps}
     plan(con, settings, scenarios, run_date, result)
+    coupon_problem = None
+    try:
+        result.coupons = coupons.provision(con, settings)
+    except Exception as exc:  # noqa: BLE001 - the codes' file or shop: only messages carrying a code wait
+        coupon_problem = f"クーポンコードをショップに渡せませんでした (coupon codes not handed to the shop: {_reason(exc)})"
+        log.exception("coupon provisioning failed")
 
     wanted = sorted({st.channel for _, st in steps.values()})
     with_work = [r[0] for r in con.execute(
@@ -413,7 +480,8 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
     renderer = Renderer(settings)
     for channel_name, channel in channels.items():
         try:
-            _deliver_channel(con, channel_name, channel, steps, renderer, result, now, settings.ledger)
+            _deliver_channel(con, channel_name, channel, steps, renderer, result, now, settings,
+                             coupon_problem)
         except Exception as exc:  # noqa: BLE001 - a fault outside any batch (the ledger query...): this channel only
             log.exception("channel %s stopped", channel_name)
             result.channel_problems[channel_name] = _reason(exc)
@@ -423,7 +491,9 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
 
 def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel: Channel,
                      steps: dict[tuple[str, str], tuple[Scenario, Step]], renderer: Renderer,
-                     result: CampaignResult, now: Callable[[], datetime], ledger_file: Path) -> None:
+                     result: CampaignResult, now: Callable[[], datetime], settings: Settings,
+                     coupon_problem: str | None = None) -> None:
+    ledger_file: Path = settings.ledger  # type: ignore[assignment]
     window = channel.resend_safe_for
     rows = [r for r in _deliverable(con, channel_name, with_unknown=window is not None)
             if (r["scenario_id"], r["step_id"]) in steps]
@@ -453,6 +523,15 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
         messages, refused = [], []
         for row in batch:
             scenario, step = steps[(row["scenario_id"], row["step_id"])]
+            if step.offer and step.offer.unique:  # a code the shop cannot honour never goes out in a message
+                if coupon_problem or not coupons.usable(settings, row["coupon_state"]):
+                    refused.append(Outcome(row["send_id"], "failed", coupon_problem or coupons.refusal(
+                        settings, row["coupon_code"], row["coupon_state"], row["coupon_detail"])))
+                    continue
+            if channel_name == "insert" and not row.get("order_id"):
+                refused.append(Outcome(row["send_id"], "failed", "同梱する出荷待ちの注文がありません (no unshipped "
+                                       "order to put the insert in); not listed"))
+                continue
             try:
                 rendered = renderer.render(step, row, row["send_id"], row["run_date"])
             except ScenarioError as exc:  # the template or the sender settings: every message would fail

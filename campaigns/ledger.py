@@ -20,6 +20,10 @@ Statuses:
 - `skipped` (detail: `missed`, `erased`, `suppressed`, `no_consent`, `no_address`,
   `priority:<winning scenario>`), `capped` (frequency cap), `held_out` (control group).
 
+`ledger.coupons` holds the unique coupon codes (campaigns/coupons.py): one per send of a step
+whose offer is `unique`, with its expiry and whether the shop has it (`state`: `issued`,
+`created` in Shopify, `failed` with the reason in `detail`).
+
 `ledger.suppressions` is the do-not-contact list (unsubscribes, complaints, bounces):
 a row with a null channel suppresses every channel. `ledger.runs` remembers which
 nights ran, so that steps that fell due while no run happened are recorded as missed.
@@ -83,6 +87,27 @@ _DDL = [
         journal_id varchar primary key,
         applied_bytes bigint not null,
         folded_at timestamp not null
+    )
+    """,
+    # Unique single-use coupon codes (campaigns/coupons.py): one per send of a step whose offer is
+    # `unique`, assigned when the send is planned and never changed, so a retried or re-run send carries
+    # the same code. The primary key on the code is what guarantees two customers never share one.
+    """
+    create table if not exists ledger.coupons (
+        code varchar primary key,
+        send_id varchar not null unique,
+        scenario_id varchar not null,
+        step_id varchar not null,
+        customer_id varchar not null,
+        offer_type varchar not null,
+        offer_value double,
+        issued_on date not null,
+        expires_on date,
+        state varchar not null,
+        detail varchar,
+        provider_id varchar,
+        created_at timestamp not null,
+        updated_at timestamp not null
     )
     """,
     """

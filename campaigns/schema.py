@@ -9,6 +9,7 @@ night) and its hold-out share (a stable control group that is recorded, never se
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -114,6 +115,8 @@ class Offer(_Strict):
     code: str | None = None
     label: str | None = Field(None, description="How the offer reads in the message, e.g. 定期初回半額＋7日分無料.")
     expires_in_days: int | None = Field(None, ge=1)
+    unique: bool = Field(False, description="Each customer gets a code of their own, single use (docs/coupons.md); "
+                         "`code`, if set, is its prefix.")
 
     @model_validator(mode="after")
     def _value_for_amounts(self) -> "Offer":
@@ -121,6 +124,10 @@ class Offer(_Strict):
             raise ValueError(f"an offer of type {self.type} needs a value (e.g. value: 10)")
         if self.type == "percent_off" and self.value is not None and not 0 < self.value <= 100:
             raise ValueError("percent_off value must be between 0 and 100")
+        if self.unique and self.type not in ("percent_off", "yen_off"):
+            raise ValueError(f"unique codes are cart discounts: percent_off or yen_off, not {self.type}")
+        if self.unique and self.code is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,19}", self.code):
+            raise ValueError("with unique: true, code is the codes' prefix: up to 20 letters, digits and '-'")
         return self
 
 

@@ -171,6 +171,12 @@ class Settings(BaseSettings):
                                         "when it comes within this many days after the send (dbt var "
                                         "`conversion_window_days`, passed by kizuna's dbt runner).")
 
+    # Issue 16, unique coupons (campaigns/coupons.py, docs/coupons.md).
+    coupons_dir: Path | None = Field(None, description="Unique coupon codes, one import file per send date "
+                                     "(`<send date>.csv`) for the cart system (default: <data_dir>/coupons).")
+    coupon_code_length: int = Field(10, ge=8, le=24, description="Random characters of a unique coupon code (after "
+                                    "the step's prefix), from an alphabet without 0/O/1/I/L.")
+
     @property
     def sendgrid_webhook_public_key(self):
         """SendGrid Event Webhook verification key (base64 DER, as shown by SendGrid), a SecretStr."""
@@ -198,6 +204,7 @@ class Settings(BaseSettings):
         self.outbox_dir = (self.outbox_dir or data / "outbox").resolve()
         self.reports_dir = (self.reports_dir or data / "reports").resolve()
         self.events_store = (self.events_store or data / "events.sqlite").resolve()
+        self.coupons_dir = (self.coupons_dir or data / "coupons").resolve()
         self.dbt_project_dir = (self.dbt_project_dir or self.home / "dbt_project").resolve()
         return self
 

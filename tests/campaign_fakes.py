@@ -39,7 +39,8 @@ def make_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     con.execute(f"create table marts.dim_customers ({', '.join(f'{k} {v}' for k, v in DIM_COLUMNS.items())})")
     con.execute("create table marts.campaign_audience (customer_id varchar, rfm_segment varchar)")
     con.execute("""create table marts.fct_orders (order_id varchar, customer_id varchar, purchase_sequence_number integer,
-                   ordered_date date, order_kind varchar, subscription_id varchar, delivery_number integer)""")
+                   ordered_date date, order_kind varchar, subscription_id varchar, delivery_number integer,
+                   ordered_at timestamp, shipped_at timestamp)""")
     con.execute("create table raw.carts (cart_id varchar, customer_id varchar, status varchar, updated_at timestamp)")
     con.execute("create table raw.order_lines (order_id varchar, product_id varchar)")
     return con
@@ -63,16 +64,16 @@ def add_customer(con: duckdb.DuckDBPyConnection, customer_id: str, first_order: 
                 list(row.values()))
     con.execute("insert into marts.campaign_audience values (?, ?)", [customer_id, rfm_segment])
     if first_order:
-        con.execute("insert into marts.fct_orders values (?, ?, 1, ?, ?, null, null)",
-                    [f"O-{customer_id}-1", customer_id, first_order, kind])
+        con.execute("insert into marts.fct_orders values (?, ?, 1, ?, ?, null, null, ?, null)",
+                    [f"O-{customer_id}-1", customer_id, first_order, kind, first_order])
 
 
 def add_order(con: duckdb.DuckDBPyConnection, customer_id: str, day: date, kind: str = "one_off",
               subscription_id: str | None = None, delivery_number: int | None = None) -> None:
     """A further counted order; dim_customers follows as the nightly build would."""
     n = con.execute("select order_count from marts.dim_customers where customer_id = ?", [customer_id]).fetchone()[0]
-    con.execute("insert into marts.fct_orders values (?, ?, ?, ?, ?, ?, ?)",
-                [f"O-{customer_id}-{n + 1}", customer_id, n + 1, day, kind, subscription_id, delivery_number])
+    con.execute("insert into marts.fct_orders values (?, ?, ?, ?, ?, ?, ?, ?, null)",
+                [f"O-{customer_id}-{n + 1}", customer_id, n + 1, day, kind, subscription_id, delivery_number, day])
     status = "active" if kind == "subscription" else None
     con.execute(
         "update marts.dim_customers set order_count = order_count + 1, last_order_date = ?, stage = 'continuing', "

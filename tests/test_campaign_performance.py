@@ -61,7 +61,8 @@ def _warehouse(settings) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(settings.warehouse))
     con.execute("create schema marts")
     con.execute("create table marts.fct_orders (customer_id varchar, ordered_date date, revenue bigint, "
-                "purchase_sequence_number bigint, order_kind varchar, delivery_number bigint)")
+                "purchase_sequence_number bigint, order_kind varchar, delivery_number bigint, order_id varchar, "
+                "ordered_at timestamp, media_code varchar, coupon_code varchar)")
     return con
 
 
@@ -96,14 +97,15 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     settings = _settings(tmp_path_factory.mktemp("campaign_marts"))
     con = _warehouse(settings)
     try:
-        con.executemany("insert into marts.fct_orders values (?, ?, ?, ?, ?, ?)", ORDERS)
+        con.executemany("insert into marts.fct_orders values (?, ?, ?, ?, ?, ?, ?, ?, null, null)",
+                        [(*o, f"O{n}", o[1]) for n, o in enumerate(ORDERS)])
         create_raw_tables(con, settings.dbt_project_dir)
         con.executemany("insert into raw.campaign_scenarios values (?, ?, ?, null, ?)",
                         [(*s, LOADED) for s in SCENARIOS])
         con.executemany(f"insert into raw.campaign_sends values ({', '.join('?' * 14)})", SENDS)
         for n, (event_id, event, send_id) in enumerate(EVENTS, 1):
             con.execute("insert into raw.message_events values (?, ?, ?, ?, 'f2_standard', 'thank_you', null, "
-                        "?, null, null, '{}', ?, ?)", [n, event_id, event, send_id, LOADED, LOADED, LOADED])
+                        "?, null, null, '{}', ?, ?, null)", [n, event_id, event, send_id, LOADED, LOADED, LOADED])
     finally:
         con.close()
     result = build_models(settings, RUN_DATE, select=CAMPAIGN_MARTS)

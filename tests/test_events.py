@@ -320,7 +320,8 @@ def test_the_loader_creates_the_raw_tables_the_dbt_sources_declare(tmp_path: Pat
                                   "where table_schema = 'raw'").fetchall())
     finally:
         con.close()
-    assert {t for t, _ in created} == {"campaign_scenarios", "campaign_sends", "message_events", "line_follow_events"}
+    assert {t for t, _ in created} == {"campaign_scenarios", "campaign_sends", "message_events", "line_follow_events",
+                                       "campaign_coupons"}
     assert declared <= created, declared - created
 
 

@@ -21,6 +21,25 @@ create table if not exists raw.message_events (
     reason varchar,
     raw_json varchar,
     received_at timestamp,
+    _loaded_at timestamp not null,
+    url varchar
+)
+{#-end-#};
+{#-ddl-#}
+alter table raw.message_events add column if not exists url varchar
+{#-end-#};
+{#-ddl-#}
+create table if not exists raw.campaign_coupons (
+    code varchar primary key,
+    send_id varchar not null,
+    scenario_id varchar not null,
+    step_id varchar not null,
+    customer_id varchar not null,
+    offer_type varchar not null,
+    offer_value double,
+    issued_on date not null,
+    expires_on date,
+    state varchar not null,
     _loaded_at timestamp not null
 )
 {#-end-#};

@@ -4,7 +4,9 @@
    from the SQLite event store into `raw.message_events` (SendGrid) and
    `raw.line_follow_events` (LINE); the provider event id is the key, so a rerun, or an
    event seen twice, adds nothing.
-2. The ledger's sends are copied whole into `raw.campaign_sends` (the dbt project reads
+   A click's link (SendGrid's `url` field) is parsed from the event here into `url`, so the dbt
+   models can attribute orders to clicks in portable SQL.
+2. The ledger's sends (and its unique coupon codes, `raw.campaign_coupons`) are copied whole into `raw.campaign_sends` (the dbt project reads
    the warehouse only; the ledger is its own DuckDB file), and the scenarios' goals into
    `raw.campaign_scenarios` (the conversion campaign_performance and campaign_lift count).
 3. Feedback goes to the ledger's do-not-contact list (`ledger.suppressions`), which the
@@ -32,6 +34,7 @@ loader runs the same statements.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,11 +130,13 @@ def _copy_new_events(con: duckdb.DuckDBPyConnection, events: "store.sqlite3.Conn
             "bounce_type": df["bounce_type"], "reason": df["reason"], "raw_json": df["raw_json"],
             "received_at": [_local_iso(tz, v) for v in df["received_at"]],
             "_loaded_at": loaded_at,
+            "url": [click_url(e, j) for e, j in zip(df["event"], df["raw_json"])],
         })
         email_new = _append_new(con, "message_events", "sg_event_id", frame, """
             store_id, sg_event_id, event, send_id, scenario_id, step_id, email_sha256,
             cast(event_at as timestamp), bounce_type, reason, raw_json, cast(received_at as timestamp),
-            cast(_loaded_at as timestamp)""")
+            cast(_loaded_at as timestamp), cast(url as varchar)""")
+    _backfill_click_urls(con)
 
     wm = _watermark(con, events, "line_follow_events", "line_events")
     names, rows = store.read_since(events, "line_events", wm)
@@ -150,6 +155,27 @@ def _copy_new_events(con: duckdb.DuckDBPyConnection, events: "store.sqlite3.Conn
             store_id, webhook_event_id, event_type, line_user_id, cast(event_at as timestamp),
             is_redelivery, raw_json, cast(received_at as timestamp), cast(_loaded_at as timestamp)""")
     return email_new, line_new
+
+
+def click_url(event: str | None, raw_json: str | None) -> str | None:
+    """The link a SendGrid `click` event names (its `url` field), parsed here so the dbt models stay
+    portable SQL (no engine-specific JSON functions); None for other events or a body without it."""
+    if event != "click" or not raw_json:
+        return None
+    try:
+        url = json.loads(raw_json).get("url")
+    except (ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) and url else None
+
+
+def _backfill_click_urls(con: duckdb.DuckDBPyConnection) -> None:
+    """Clicks loaded before `url` existed gain it from their raw JSON (once: afterwards none is missing)."""
+    rows = con.execute("select sg_event_id, raw_json from raw.message_events "
+                       "where event = 'click' and url is null and raw_json is not null").fetchall()
+    found = [(url, key) for key, raw in rows if (url := click_url("click", raw))]
+    if found:
+        con.executemany("update raw.message_events set url = ? where sg_event_id = ?", found)
 
 
 def _append_new(con: duckdb.DuckDBPyConnection, table: str, key: str, frame: pd.DataFrame, columns: str) -> int:
@@ -282,6 +308,14 @@ def load_events(settings: Settings, scenarios: Sequence[Scenario] | None = None)
             con.execute("delete from raw.campaign_scenarios")
             con.executemany("insert into raw.campaign_scenarios values (?, ?, ?, ?, ?)", [
                 (s.id, s.name, s.exit.goal, s.holdout_percent, loaded_at) for s in scenarios])
+            # Unique coupon codes (campaigns/coupons.py): campaign_performance counts the redeemed ones.
+            con.execute("delete from raw.campaign_coupons")
+            con.execute("""
+                insert into raw.campaign_coupons
+                select code, send_id, scenario_id, step_id, customer_id, offer_type, offer_value, issued_on,
+                       expires_on, state, ?
+                from ledger.coupons
+            """, [loaded_at])
             con.execute("commit")
             sends = con.execute("select count(*) from raw.campaign_sends").fetchone()[0]
             added, lifted, unmatched = _apply_feedback(con)

@@ -4,7 +4,9 @@ It covers what a client of Shopify's Admin API sends: one operation per document
 or `mutation`, named or not, with variable definitions), fields with aliases and arguments
 (variables, strings and block strings, numbers, booleans, null, enums, lists, objects),
 nested selection sets and inline fragments (`... on BulkOperation`). Fragment definitions,
-directives and subscriptions are refused with an error rather than half-supported.
+directives and subscriptions are refused with an error rather than half-supported. Input
+object types (a mutation's `DiscountCodeBasicInput`) are checked field by field: an unknown
+field, a missing required one or a value of the wrong type is `variableMismatch`.
 
 Everything is validated against a schema before anything runs, the way Shopify does: an
 unknown field or argument, a selection on a scalar, a missing selection on an object, an
@@ -339,6 +341,7 @@ class Schema:
     interfaces: dict[str, set[str]]  # interface -> object types implementing it
     query: str = "QueryRoot"
     mutation: str = "Mutation"
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # input object types -> field -> type
 
     def kind(self, name: str) -> str:
         if name in self.scalars:
@@ -412,7 +415,26 @@ def _check_type(value: Any, type_: str, schema: Schema) -> bool:
         return isinstance(value, str)
     if base in schema.enums:
         return isinstance(value, str) and value in schema.enums[base]
+    if base in schema.inputs:  # an input object: known fields only, each of its type, required ones present
+        fields = schema.inputs[base]
+        if not isinstance(value, dict) or set(value) - set(fields):
+            return False
+        return all(_check_type(value.get(name), type_, schema) for name, type_ in fields.items())
     return True
+
+
+def input_problems(value: Any, type_: str, schema: Schema, path: str = "") -> list[str]:
+    """Where an input value departs from its type (for an error message that names the field)."""
+    base = type_.rstrip("!")
+    if value is None:
+        return [f"{path or 'value'}: Expected value to not be null"] if type_.endswith("!") else []
+    if base in schema.inputs and isinstance(value, dict):
+        fields = schema.inputs[base]
+        out = [f"{path}.{k}".lstrip(".") + f": Field is not defined on {base}" for k in value if k not in fields]
+        for name, field_type in fields.items():
+            out += input_problems(value.get(name), field_type, schema, f"{path}.{name}".lstrip("."))
+        return out
+    return [] if _check_type(value, type_, schema) else [f"{path or 'value'}: Could not coerce value to {base}"]
 
 
 def validate(op: Operation, schema: Schema, variables: dict[str, Any] | None = None,
@@ -423,7 +445,7 @@ def validate(op: Operation, schema: Schema, variables: dict[str, Any] | None = N
     root = schema.mutation if op.kind == "mutation" else schema.query
     used: set[str] = set()
     for name, (type_, default) in op.variables.items():
-        if named(type_) not in schema.scalars and named(type_) not in schema.enums:
+        if named(type_) not in schema.scalars and named(type_) not in schema.enums and named(type_) not in schema.inputs:
             errors.append(GraphQLError(f"{named(type_)} isn't a defined input type (on ${name})",
                                        code="variableRequiresValidType"))
         value = variables.get(name, default)
@@ -432,8 +454,10 @@ def validate(op: Operation, schema: Schema, variables: dict[str, Any] | None = N
                                        code="variableMismatch", problems=[{"path": [], "explanation":
                                                                            "Expected value to not be null"}]))
         elif value is not None and not _check_type(value, type_, schema):
+            problems = [{"path": p.split(": ")[0].split("."), "explanation": p.split(": ", 1)[1]}
+                        for p in input_problems(value, type_, schema)]
             errors.append(GraphQLError(f"Variable ${name} of type {type_} was provided invalid value",
-                                       code="variableMismatch"))
+                                       code="variableMismatch", **({"problems": problems} if problems else {})))
 
     def walk(selections: list[Any], type_name: str, path: list[str]) -> None:
         for sel in selections:

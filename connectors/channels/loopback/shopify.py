@@ -19,6 +19,10 @@ connections need `first` or `last`, at most 250):
   FAILED with an `errorCode` when `fail_next_bulk()` asked for it. The file is served from
   a signed path: the URL itself is the credential, and a download that carries the access
   token is counted in `token_leaks`.
+* **Code discounts**: `discountCodeBasicCreate(basicCodeDiscount:)`, its input checked field by
+  field; a blank code or title, a code another discount has (`TAKEN`, case-insensitive), a
+  value other than one percentage (0..1] or amount, a buyer who is not a customer of the shop
+  are `userErrors` as Shopify gives them; what was created is in `discounts`.
 * **Calculated query cost**: every answer carries `extensions.cost` (requested and actual
   cost, `throttleStatus` of a leaky bucket: 1,000 points, restoring `restore_rate` per
   second). A query costing more than the bucket holds gets `THROTTLED` (HTTP 200, no
@@ -94,7 +98,14 @@ def _schema() -> gql.Schema:
             "node": _f("Node", id="ID!"),
         },
         "Mutation": {"bulkOperationRunQuery": _f("BulkOperationRunQueryPayload", query="String!",
-                                                 groupObjects="Boolean")},
+                                                 groupObjects="Boolean"),
+                     "discountCodeBasicCreate": _f("DiscountCodeBasicCreatePayload",
+                                                   basicCodeDiscount="DiscountCodeBasicInput!")},
+        "DiscountCodeBasicCreatePayload": {"codeDiscountNode": _f("DiscountCodeNode"),
+                                           "userErrors": _f("[DiscountUserError!]!")},
+        "DiscountCodeNode": {"id": _f("ID!")},
+        "DiscountUserError": {"field": _f("[String!]"), "message": _f("String!"), "code": _f("DiscountErrorCode"),
+                              "extraInfo": _f("String")},
         "Node": {"id": _f("ID!")},
         "Shop": {"name": _f("String!"), "myshopifyDomain": _f("String!"), "ianaTimezone": _f("String!"),
                  "currencyCode": _f("CurrencyCode!")},
@@ -178,9 +189,29 @@ def _schema() -> gql.Schema:
         "BulkOperationErrorCode": {"ACCESS_DENIED", "INTERNAL_SERVER_ERROR", "TIMEOUT"},
         "BulkOperationType": {"QUERY", "MUTATION"},
         "CountPrecision": {"EXACT", "AT_LEAST"},
+        "DiscountBuyerSelection": {"ALL"},
+        "DiscountErrorCode": {"BLANK", "INVALID", "TAKEN", "TOO_SHORT", "TOO_LONG", "GREATER_THAN",
+                              "LESS_THAN_OR_EQUAL_TO", "PRESENT", "MISSING_ARGUMENT", "CONFLICT",
+                              "INTERNAL_ERROR"},
+    }
+    # The input objects of discountCodeBasicCreate (API 2026-10), as far as kizuna sends them.
+    inputs = {
+        "DiscountCodeBasicInput": {
+            "title": "String", "code": "String", "startsAt": "DateTime", "endsAt": "DateTime", "usageLimit": "Int",
+            "appliesOncePerCustomer": "Boolean", "context": "DiscountContextInput",
+            "customerGets": "DiscountCustomerGetsInput", "recurringCycleLimit": "Int"},
+        "DiscountContextInput": {"all": "DiscountBuyerSelection", "customers": "DiscountCustomersInput",
+                                 "customerSegments": "DiscountCustomerSegmentsInput"},
+        "DiscountCustomersInput": {"add": "[ID!]", "remove": "[ID!]"},
+        "DiscountCustomerSegmentsInput": {"add": "[ID!]", "remove": "[ID!]"},
+        "DiscountCustomerGetsInput": {"value": "DiscountCustomerGetsValueInput", "items": "DiscountItemsInput",
+                                      "appliesOnOneTimePurchase": "Boolean", "appliesOnSubscription": "Boolean"},
+        "DiscountCustomerGetsValueInput": {"percentage": "Float", "discountAmount": "DiscountAmountInput"},
+        "DiscountAmountInput": {"amount": "Decimal", "appliesOnEachItem": "Boolean"},
+        "DiscountItemsInput": {"all": "Boolean"},
     }
     scalars = {"String", "ID", "Int", "Float", "Boolean", "DateTime", "URL", "Decimal", "Money", "UnsignedInt64"}
-    return gql.Schema(types, scalars, enums, {"Node": set(_NODE_TYPES)})
+    return gql.Schema(types, scalars, enums, {"Node": set(_NODE_TYPES)}, inputs=inputs)
 
 
 SCHEMA = _schema()
@@ -588,6 +619,7 @@ class ShopifyLoopback(LoopbackServer):
         self.graphql_requests = 0
         self.token_leaks = 0  # bulk downloads that carried the access token
         self.queries: list[str] = []  # operation names (or the first field) of the GraphQL requests answered
+        self.discounts: dict[str, dict[str, Any]] = {}  # upper-cased code -> the code discount created
         first = night_index + len(self.folders) if night_index < 0 else night_index  # -1: the last night
         if not 0 <= first < len(self.folders):
             raise ValueError(f"night_index {night_index}: {self.exports} holds {len(self.folders)} night folder(s)")
@@ -782,7 +814,55 @@ class ShopifyLoopback(LoopbackServer):
             "customers": listing("customers"), "orders": listing("orders"),
             "productVariants": listing("productVariants"), "abandonedCheckouts": listing("abandonedCheckouts"),
             "node": node, "bulkOperationRunQuery": self._run_bulk,
+            "discountCodeBasicCreate": self._create_discount,
         }
+
+    # -- code discounts -------------------------------------------------------------------
+
+    def _create_discount(self, args: dict[str, Any]) -> dict[str, Any]:
+        """discountCodeBasicCreate: checks what Shopify checks (a code, a title, a start, a value, buyers
+        who exist, a code no other discount has) and keeps the discount in `discounts`."""
+        data = args["basicCodeDiscount"]
+        code = (data.get("code") or "").strip()
+        errors = []
+
+        def error(field: str, message: str, code_: str) -> None:
+            errors.append({"field": ["basicCodeDiscount", field], "message": message, "code": code_,
+                           "extraInfo": None})
+
+        if not code:
+            error("code", "Code can't be blank", "BLANK")
+        elif len(code) > 255:
+            error("code", "Code is too long (maximum is 255 characters)", "TOO_LONG")
+        elif code.upper() in self.discounts:
+            error("code", "Code must be unique. Please try a different code.", "TAKEN")
+        if not (data.get("title") or "").strip():
+            error("title", "Title can't be blank", "BLANK")
+        if not data.get("startsAt"):
+            error("startsAt", "Starts at can't be blank", "BLANK")
+        elif data.get("endsAt") and data["endsAt"] <= data["startsAt"]:
+            error("endsAt", "Ends at needs to be after starts_at", "INVALID")
+        if data.get("usageLimit") is not None and data["usageLimit"] < 1:
+            error("usageLimit", "Usage limit must be greater than 0", "GREATER_THAN")
+        value = (data.get("customerGets") or {}).get("value") or {}
+        if len([k for k in value if value[k] is not None]) != 1:
+            error("customerGets", "Value must be exactly one of percentage or discountAmount", "INVALID")
+        elif value.get("percentage") is not None and not 0 < value["percentage"] <= 1:
+            error("customerGets", "Percentage must be between 0 and 1", "INVALID")
+        context = data.get("context") or {}
+        buyers = (context.get("customers") or {}).get("add") or []
+        if not context:
+            error("context", "Context can't be blank", "BLANK")
+        for gid in buyers:
+            assert self.view is not None
+            if self.view.node(gid) is None or not gid.startswith("gid://shopify/Customer/"):
+                error("context", f"Customer {gid} does not exist", "INVALID")
+        if errors:
+            return {"codeDiscountNode": None, "userErrors": errors}
+        number = len(self.discounts) + 1
+        node = {"__typename": "DiscountCodeNode", "id": f"gid://shopify/DiscountCodeNode/{number}"}
+        self.discounts[code.upper()] = {**data, "id": node["id"], "created_at": ShopView.iso(self.clock())}
+        return {"codeDiscountNode": node, "userErrors": []}
 
     # -- bulk operations ------------------------------------------------------------------
 
