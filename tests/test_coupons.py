@@ -15,6 +15,7 @@ import pytest
 from campaigns import coupons, ledger
 from campaigns.engine import run_campaigns
 from campaigns.schema import load_scenario
+from campaigns.template_vars import jdate
 from connectors.channels.loopback.shopify import DEFAULT_TOKEN, ShopifyLoopback
 from connectors.channels.outbox import OutboxChannel
 from kizuna.config import Settings
@@ -90,7 +91,7 @@ def test_every_customer_gets_an_own_code_kept_across_reruns_and_shown_in_the_mes
     emls = _emails(settings)
     assert len(emls) == 60
     for code, expires, *_ in codes.values():
-        assert sum(code in text and expires.isoformat() in text for text in emls) == 1, code
+        assert sum(code in text and jdate(expires) in text for text in emls) == 1, code
     assert not any("：F2\n" in text for text in emls)
 
     # A re-run of the night, and a send retried after a failure, keep their codes.
