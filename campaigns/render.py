@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import escape
 
+from campaigns import unsubscribe as unsub
 from campaigns.schema import TEMPLATE_DIR, Step
 from kizuna.config import Settings
 from kizuna.errors import ScenarioError
@@ -50,7 +51,7 @@ class Renderer:
             offer["expires_on"] = None
             if step.offer.expires_in_days:
                 offer["expires_on"] = (send_date + timedelta(days=step.offer.expires_in_days)).isoformat()
-        unsubscribe_url = f"{self.settings.unsubscribe_base_url}?t={send_id}"
+        unsubscribe_url = unsub.unsubscribe_url(self.settings, send_id, str(customer.get("customer_id", "")), step.channel)
         context = {
             "customer": customer,
             "offer": offer,

@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     unsubscribe_base_url: str = Field(
         "https://kizuna-organics.example/unsubscribe", description="Unsubscribe link; a per-recipient token is appended."
     )
+    # Sender identity and unsubscribe (issue 16: a real sender, one-click unsubscribe; docs/unsubscribe.md).
+    # The sender_* and unsubscribe_base_url defaults above are the demo shop's: with any network provider
+    # (sendgrid, line, twilio) the run refuses to send while one of them is empty or still the demo's.
+    unsubscribe_mailto: str = Field(
+        "", description="Address of the `mailto:` in the List-Unsubscribe header (default: KIZUNA_SENDER_EMAIL); "
+        "mail arriving there must be handled by a person.")
+    unsubscribe_token_days: int = Field(
+        60, ge=1, le=3650, description="Days an unsubscribe link stays valid after the send; an older link shows "
+        "a page with the contact to ask instead (the newest message always carries a fresh one).")
     campaign_cap_days: int = Field(7, ge=1, description="Frequency cap window: at most N messages per channel in this many days.")
     campaign_caps: dict[str, int] = Field(
         {"email": 3, "line": 2, "sms": 1, "dm": 2, "phone": 1},
