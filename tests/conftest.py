@@ -1,12 +1,16 @@
 """Shared test set-up.
 
 Every test runs as a configured shop: the sender identity (KIZUNA_SENDER_*, the unsubscribe URL)
-is set to a test shop's, not the demo defaults, because a live provider (the loopback SendGrid,
-LINE, Twilio) refuses to send in the demo shop's name (connectors/channels/registry.py
-`require_sender_identity`). Tests of that refusal remove these with `monkeypatch.delenv`.
+is a test shop's, not the demo defaults, because a live provider (the loopback SendGrid, LINE,
+Twilio) refuses to send in the demo shop's name (connectors/channels/registry.py
+`require_sender_identity`). It is set for the whole session, before any fixture (module-scoped
+ones start subprocesses that read it too); tests of the refusal remove it with
+`monkeypatch.delenv`. A value already in the environment is kept.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -19,9 +23,13 @@ TEST_SHOP_IDENTITY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _a_configured_shop_identity(monkeypatch):
+def pytest_configure(config) -> None:
     for var, value in TEST_SHOP_IDENTITY.items():
-        monkeypatch.setenv(var, value)
+        os.environ.setdefault(var, value)
+
+
+@pytest.fixture(autouse=True)
+def _no_unsubscribe_secret_from_the_machine(monkeypatch):
+    """Each test's data folder generates its own unsubscribe key."""
     monkeypatch.delenv("KIZUNA_UNSUBSCRIBE_SECRET", raising=False)
     monkeypatch.delenv("KIZUNA_UNSUBSCRIBE_SECRET_BLOCK", raising=False)

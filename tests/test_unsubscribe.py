@@ -24,7 +24,7 @@ import pytest
 from campaigns import unsubscribe as unsub
 from campaigns.engine import run_campaigns
 from connectors.channels.base import Message
-from connectors.channels.headers import token_of
+from connectors.channels.headers import mail_domain, token_of
 from connectors.channels.loopback import SendGridLoopback, TwilioLoopback
 from connectors.channels.registry import channel_for, factory
 from kizuna.config import Settings
@@ -215,7 +215,7 @@ def test_every_email_through_sendgrid_has_both_unsubscribe_headers(shop, monkeyp
             assert https.startswith(f"<{settings.unsubscribe_base_url}?t=") and https[1:-1] in received["text"]
             assert mailto.startswith(f"<mailto:{settings.sender_email}?subject=unsubscribe%20{token_of(https)}")
             assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-            assert headers["Message-ID"].endswith("@test-shop.example>")
+            assert headers["Message-ID"].endswith(f"@{mail_domain(settings.sender_email)}>")
             assert parsedate_to_datetime(headers["Date"]).utcoffset() == timedelta(hours=9)
             ids.add(headers["Message-ID"])
         assert len(ids) == 3
@@ -227,7 +227,7 @@ def test_the_outbox_eml_has_date_message_id_and_both_headers(shop):
     for eml in (settings.outbox_dir / "email").glob("*.eml"):
         mail = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
         assert parsedate_to_datetime(mail["Date"]).tzinfo is not None
-        assert mail["Message-ID"].strip() == f"<{eml.stem}.kizuna@test-shop.example>"
+        assert mail["Message-ID"].strip() == f"<{eml.stem}.kizuna@{mail_domain(settings.sender_email)}>"
         header = " ".join(mail["List-Unsubscribe"].split())
         assert header.startswith(f"<{settings.unsubscribe_base_url}?t=") and "<mailto:" in header
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
