@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from email.utils import format_datetime
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -66,6 +67,13 @@ def message_id(send_id: str, sender_email: str) -> str:
 
 def mail_date(when: datetime | None = None, timezone: str = "Asia/Tokyo") -> str:
     """An RFC 5322 Date in the shop's time zone (`when` naive = shop-local; None = now)."""
+    if when is None:
+        return format_datetime(datetime.now(ZoneInfo(timezone)))
+    return _formatted(when, timezone)
+
+
+@lru_cache(maxsize=256)
+def _formatted(when: datetime, timezone: str) -> str:
+    """Cached: a batch's messages share one hand-over time (or a few `send_at`s)."""
     tz = ZoneInfo(timezone)
-    when = datetime.now(tz) if when is None else (when.replace(tzinfo=tz) if when.tzinfo is None else when.astimezone(tz))
-    return format_datetime(when)
+    return format_datetime(when.replace(tzinfo=tz) if when.tzinfo is None else when.astimezone(tz))
