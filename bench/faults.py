@@ -361,9 +361,10 @@ class Lane:
             service.close()
 
     def env(self, data_dir: Path) -> dict[str, str]:
+        from bench import BENCH_SHOP_IDENTITY
         from connectors.channels.loopback import LineLoopback, SendGridLoopback
 
-        return {**os.environ, **_QUIET,
+        return {**BENCH_SHOP_IDENTITY, **os.environ, **_QUIET,
                 "KIZUNA_HOME": str(HOME), "KIZUNA_DATA_DIR": str(data_dir),
                 "KIZUNA_EVENTS_STORE": str(self.webhook.store),
                 "KIZUNA_EMAIL_PROVIDER": "sendgrid", "KIZUNA_SENDGRID_HOST": self.sendgrid.url,

@@ -245,6 +245,10 @@ def bench(customers: int, seed: int) -> dict:
     # The loopback servers' test credentials (not secrets), read by kizuna.secrets in the children.
     os.environ["KIZUNA_SENDGRID_API_KEY"] = SendGridLoopback().api_key
     os.environ["KIZUNA_LINE_CHANNEL_ACCESS_TOKEN"] = LineLoopback().access_token
+    from bench import BENCH_SHOP_IDENTITY
+
+    for var, value in BENCH_SHOP_IDENTITY.items():
+        os.environ.setdefault(var, value)
     sendgrid, line = _Loopback("sendgrid"), _Loopback("line")
     try:
         settings = Settings(home=HOME, data_dir=work, exports_dir=exports,

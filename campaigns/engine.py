@@ -27,7 +27,9 @@ import duckdb
 from campaigns import coupons, ledger
 from campaigns.render import Rendered, Renderer
 from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, Scenario, Step
+from campaigns.unsubscribe import fold_unsubscribes
 from connectors.channels.base import ALWAYS, Channel, Message, Outcome
+from connectors.channels.registry import require_sender_identity
 from connectors.channels.safe_text import clean_body, one_line
 from kizuna.config import Settings
 from kizuna.errors import KizunaError, ScenarioError
@@ -76,6 +78,8 @@ class CampaignResult:
     attention: Counter = field(default_factory=Counter)
     coupons_issued: int = 0  # unique coupon codes assigned tonight
     coupons: coupons.ProvisionResult | None = None  # what reached the shop (import file, Shopify)
+    #: customers who unsubscribed through a link since the last run (folded into the ledger tonight)
+    unsubscribed: int = 0
 
     def total(self, status: str) -> int:
         return sum(n for (_, _, _, s), n in self.delivered.items() if s == status)
@@ -461,8 +465,11 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
     Each channel, each batch and each message fails alone, with its reason in the ledger and the
     result: a channel that cannot deliver leaves its messages planned for the next run and the
     others go on. `now` (UTC) is the clock of hand-overs, injectable for tests."""
+    require_sender_identity(settings)  # before anything is recorded or sent, on any channel
     ledger.attach(con, settings.ledger)
     result = CampaignResult(run_date)
+    # Unsubscribes the web service took since the last run: suppressed before anyone is selected.
+    result.unsubscribed = fold_unsubscribes(con, settings).customers
     steps = {(s.id, st.id): (s, st) for s in scenarios for st in s.steps}
     plan(con, settings, scenarios, run_date, result)
     coupon_problem = None

@@ -29,6 +29,7 @@ from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, S
                     TemplateNotFound, TemplateSyntaxError, UndefinedError, select_autoescape)
 from markupsafe import Markup, escape
 
+from campaigns import unsubscribe as unsub
 from campaigns.links import TAGGED_CHANNELS, tag_html, tag_text, utm_values
 from campaigns.schema import TEMPLATE_DIR, Step, find_template, scenario_dir, template_dirs
 from campaigns.template_vars import CUSTOMER_FIELDS, FILTER_FUNCTIONS
@@ -189,7 +190,7 @@ class Renderer:
         files = self.files(step.template)
         scenario_id = scenario_id or customer.get("scenario_id")
         customer_id = str(customer.get("customer_id") or "")  # for the per-recipient unsubscribe link below
-        unsubscribe_url = f"{self.settings.unsubscribe_base_url}?t={send_id}"
+        unsubscribe_url = unsub.unsubscribe_url(self.settings, send_id, customer_id, step.channel)
         context = self.context(step, customer, send_date, scenario_id, unsubscribe_url)
         subject = self._run(files.subject, context).strip()
         body = self._run(files.text, context).rstrip() + "\n"  # blank lines a template leaves at its end: one

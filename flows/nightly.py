@@ -41,6 +41,8 @@ def nightly(night: date | None = None, as_of: date | None = None) -> stages.Nigh
         record_prefect_server(settings.data_dir)
         outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night),
                                         ignored=stages.ignored_exports(settings), as_of=as_of)
+        if outcome.sends:  # a live provider with the demo's sender identity: stop before anything happens
+            stages.check_sender_identity(settings)
         outcome.loads = ingest(settings, outcome.night)
         outcome.erasure = erase(settings)
         outcome.events = load_events(settings)

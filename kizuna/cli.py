@@ -288,6 +288,8 @@ def _print_campaigns(campaigns) -> None:
         console.print(table)
     else:
         console.print("Messages   none due (or all already sent)")
+    console.print(f"Unsubscribed {campaigns.unsubscribed:,} customer(s) through the link since the "
+                  "last run (suppressed before tonight's selection)", highlight=False)
     for channel, why in sorted(campaigns.channel_problems.items()):
         console.print(Text.assemble(("Not sent", "bold red"), f"   {channel}: {why}"), highlight=False)
     for (channel, state), n in sorted(campaigns.attention.items()):

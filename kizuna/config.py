@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     unsubscribe_base_url: str = Field(
         "https://kizuna-organics.example/unsubscribe", description="Unsubscribe link; a per-recipient token is appended."
     )
+    # Sender identity and unsubscribe (issue 16: a real sender, one-click unsubscribe; docs/unsubscribe.md).
+    # The sender_* and unsubscribe_base_url defaults above are the demo shop's: with any network provider
+    # (sendgrid, line, twilio) the run refuses to send while one of them is empty or still the demo's.
+    unsubscribe_mailto: str = Field(
+        "", description="Address of the `mailto:` in the List-Unsubscribe header (default: KIZUNA_SENDER_EMAIL); "
+        "mail arriving there must be handled by a person.")
+    unsubscribe_token_days: int = Field(
+        60, ge=1, le=3650, description="Days an unsubscribe link stays valid after the send; an older link shows "
+        "a page with the contact to ask instead (the newest message always carries a fresh one).")
     campaign_cap_days: int = Field(7, ge=1, description="Frequency cap window: at most N messages per channel in this many days.")
     campaign_caps: dict[str, int] = Field(
         {"email": 3, "line": 2, "sms": 1, "dm": 2, "phone": 1},
@@ -101,13 +110,14 @@ class Settings(BaseSettings):
     brand_shop_url: str = Field("https://kizuna-organics.example", description="The shop's home page: the logo "
                                 "and `links.shop` point there (tagged with UTM parameters).")
     brand_logo_url: str = Field("https://kizuna-organics.example/images/logo.png", description="The logo at the top "
-                                "of every e-mail: an HTTPS URL of a PNG or JPEG, about 320 px wide (shown 160 px).")
+                                "of every e-mail: an HTTPS URL of a PNG or JPEG, about 320 px wide (shown 160 px); empty: the shop's name "
+                                "in text.")
     brand_primary_color: str = Field("#2f6b4f", pattern=r"^#[0-9a-fA-F]{6}$", description="Buttons and headings "
                                      "(#rrggbb).")
     brand_accent_color: str = Field("#c8553d", pattern=r"^#[0-9a-fA-F]{6}$", description="Offer and coupon boxes "
                                     "(#rrggbb).")
     brand_product_image_url: str = Field("https://kizuna-organics.example/images/product.jpg", description="The "
-                                         "product picture in e-mails: an HTTPS URL, about 1100 px wide (shown 550 px).")
+                                         "product picture in e-mails: an HTTPS URL, about 1100 px wide (shown 550 px); empty: no picture.")
     brand_product_name: str = Field("オーガニック酵素サプリ", description="The product's name (image alt text, "
                                     "templates: `brand.product_name`).")
     brand_product_url: str = Field("{shop_url}/products/main", description="`links.product`: the product page; "

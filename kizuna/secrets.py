@@ -12,6 +12,9 @@ written to settings dumps, reports or the ledger.
 from __future__ import annotations
 
 import os
+import secrets
+import stat
+from pathlib import Path
 from typing import Mapping
 
 from pydantic import SecretStr
@@ -30,7 +33,12 @@ KNOWN_SECRETS: dict[str, str] = {
     "EC_CUBE_DATABASE_URL": "EC-CUBE database URL for a read-only user (postgresql://... or mysql://...), "
                             "for KIZUNA_SOURCE=ec_cube",
     "ERASURE_SALT": "salt of the erasure register's hashes (optional: else generated into <data_dir>/erasure.salt)",
+    "UNSUBSCRIBE_SECRET": "key that signs unsubscribe links (optional: else generated into <data_dir>/unsubscribe.key); "
+                          "the nightly run and `kizuna webhook serve` must share it",
 }
+
+#: Where a generated unsubscribe key is kept when UNSUBSCRIBE_SECRET is not configured (under the data folder).
+UNSUBSCRIBE_KEY_FILE = "unsubscribe.key"
 
 
 class MissingSecret(KizunaError):
@@ -80,3 +88,42 @@ def mask(value: str | SecretStr | None) -> str:
     """A loggable stand-in for a secret: says whether one is set, never any of its characters."""
     raw = value.get_secret_value() if isinstance(value, SecretStr) else (value or "")
     return "**********" if raw else "(not set)"
+
+
+def unsubscribe_secret(data_dir: Path, environ: Mapping[str, str] | None = None) -> SecretStr:
+    """The key that signs unsubscribe links: the secret UNSUBSCRIBE_SECRET when configured, else
+    `<data_dir>/unsubscribe.key`, generated once (mode 0600) and kept.
+
+    The nightly run signs with it and the web service (`kizuna webhook serve`) checks with it, so
+    both must see the same one: the same data folder, or the same KIZUNA_UNSUBSCRIBE_SECRET. A changed
+    key makes every link sent so far invalid (its page then names the contact to ask instead)."""
+    try:
+        return get_secret("UNSUBSCRIBE_SECRET", environ)
+    except MissingSecret:
+        pass
+    path = Path(data_dir) / UNSUBSCRIBE_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole to a private file, then linked into place: a reader never sees half a key,
+        # and of two processes generating at once the first link wins and both use its key.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                pass
+        finally:
+            partial.unlink(missing_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        os.chmod(path, 0o600)  # only the owner may read it
+    key = path.read_text(encoding="ascii", errors="replace").strip()
+    if len(key) < 32:
+        raise MissingSecret(
+            f"The unsubscribe key file {path} is empty or too short. Restore it from the backup, or set "
+            f"{env_var('UNSUBSCRIBE_SECRET')} (links already sent stay valid only with the key that signed them).")
+    return SecretStr(key)

@@ -198,6 +198,13 @@ def gate_marts(settings: Settings) -> quality.GateResult:
     return result
 
 
+def check_sender_identity(settings: Settings) -> None:
+    """Stop a run that would send through a network provider (SendGrid, LINE, Twilio) in the demo
+    shop's name or in nobody's, at its start, before anything is loaded or sent: the message names
+    each KIZUNA_SENDER_* / KIZUNA_UNSUBSCRIBE_BASE_URL to set. (The campaign stage checks again.)"""
+    registry.require_sender_identity(settings)
+
+
 def send_campaigns(settings: Settings, run_date: date) -> CampaignResult:
     """Plan and deliver tonight's messages. A channel that cannot deliver (a missing secret, a folder
     that cannot be written) is reported and waits; the other channels send."""
@@ -205,6 +212,7 @@ def send_campaigns(settings: Settings, run_date: date) -> CampaignResult:
     with connect(settings) as con:
         result = run_campaigns(con, settings, scenarios, run_date, registry.factory(settings))
     log.info("campaigns: %d planned, %d sent", sum(result.planned.values()), result.total("sent"))
+    log.info("campaigns: %d customer(s) unsubscribed through the link since the last run", result.unsubscribed)
     for channel, why in sorted(result.channel_problems.items()):
         log.error("campaigns: nothing more was sent by %s tonight: %s", channel, why)
     for (channel, state), n in sorted(result.attention.items()):

@@ -21,6 +21,7 @@ from sendgrid import SendGridAPIClient
 from campaigns.render import Renderer
 from campaigns.schema import Step
 from connectors.channels.base import DeliveryJournal, Message
+from connectors.channels.line import with_opt_out as with_line_opt_out
 from connectors.channels.lists import ListChannel
 from connectors.channels.loopback import Fault, LineLoopback, SendGridLoopback, TwilioLoopback
 from connectors.channels.outbox import OutboxChannel
@@ -201,7 +202,7 @@ def test_sendgrid_splits_1001_recipients_into_two_requests_each_gets_its_own_mes
         r = received[m.send_id]
         assert (r["to"], r["name"], r["subject"], r["text"], r["html"]) == (
             m.address, m.recipient_name, m.subject, m.body_text, m.body_html)
-        assert r["headers"]["List-Unsubscribe"] == f"<{m.extra['unsubscribe_url']}>"
+        assert r["headers"]["List-Unsubscribe"].startswith(f"<{m.extra['unsubscribe_url']}>, <mailto:")
         assert r["custom_args"] == {"send_id": m.send_id, "scenario_id": "f2_standard", "step_id": "thank_you"}
 
 
@@ -342,7 +343,7 @@ def test_line_splits_501_ids_into_two_multicasts_with_retry_keys(settings, line_
     assert len(line_server.requests) == 2 and len(line_server.accepted) == 501
     keys = {r["retry_key"] for r in line_server.requests}
     assert len(keys) == 2 and None not in keys
-    assert {a["messages"][0]["text"] for a in line_server.accepted} == {"定期便のご案内です。"}
+    assert {a["messages"][0]["text"] for a in line_server.accepted} == {with_line_opt_out("定期便のご案内です。")}
 
 
 def test_line_groups_by_text(settings, line_server, monkeypatch):
@@ -350,7 +351,8 @@ def test_line_groups_by_text(settings, line_server, monkeypatch):
     outcomes = channel.send_batch([line_message(1, "A"), line_message(2, "B"), line_message(3, "A")])
     assert {o.status for o in outcomes} == {"sent"}
     sent = {a["to"]: a["messages"][0]["text"] for a in line_server.accepted}
-    assert sent == {"U" + f"{1:032x}": "A", "U" + f"{2:032x}": "B", "U" + f"{3:032x}": "A"}
+    a, b = with_line_opt_out("A"), with_line_opt_out("B")
+    assert sent == {"U" + f"{1:032x}": a, "U" + f"{2:032x}": b, "U" + f"{3:032x}": a}
     assert len(line_server.requests) == 2
 
 
@@ -532,7 +534,7 @@ def test_outbox_email_has_the_legal_footer_and_unsubscribe_link(settings):
     for required in (settings.sender_name, settings.sender_address, settings.sender_contact,
                      message.extra["unsubscribe_url"]):
         assert required in text
-    assert mail["List-Unsubscribe"] == f"<{message.extra['unsubscribe_url']}>"
+    assert " ".join(mail["List-Unsubscribe"].split()).startswith(f"<{message.extra['unsubscribe_url']}>, <mailto:")
 
 
 def test_a_rendered_email_reaches_sendgrid_intact(settings, sendgrid_server, monkeypatch):

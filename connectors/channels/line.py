@@ -43,6 +43,15 @@ log = logging.getLogger(__name__)
 install_log_redaction()
 
 MAX_TO = 500
+#: How to opt out, on every LINE message (appended unless the text already says it): blocking the
+#: account is LINE's own opt-out, and its `unfollow` webhook suppresses the customer's LINE messages
+#: (kizuna/events/load.py). The same words for everyone, so messages still share a multicast.
+OPT_OUT = "配信停止をご希望の場合は、このアカウントをブロックしてください。"
+
+
+def with_opt_out(text: str) -> str:
+    """The LINE text with its opt-out line, unless it already carries it."""
+    return text if OPT_OUT in text else text.rstrip("\n") + "\n\n" + OPT_OUT
 MAX_TEXT = 5000
 _USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 #: Namespace of the retry keys: uuid5(namespace, send ids of the chunk).
@@ -189,10 +198,11 @@ class LineChannel(Channel):
                 continue
             if not _USER_ID.match(m.address or ""):
                 outcomes[i] = Outcome(m.send_id, "failed", "not a LINE user id (U + 32 hex digits)")
-            elif not m.body_text.strip() or len(m.body_text) > MAX_TEXT:
-                outcomes[i] = Outcome(m.send_id, "failed", f"text empty or longer than {MAX_TEXT} characters")
+            elif not m.body_text.strip() or len(with_opt_out(m.body_text)) > MAX_TEXT:
+                outcomes[i] = Outcome(m.send_id, "failed", f"text empty or longer than {MAX_TEXT} characters "
+                                                           "(with the opt-out line)")
             else:
-                groups.setdefault(m.body_text, []).append(i)
+                groups.setdefault(with_opt_out(m.body_text), []).append(i)
         size = self.chunk_size
         chunks = [(text, idx[s:s + size]) for text, idx in groups.items() for s in range(0, len(idx), size)]
 

@@ -17,11 +17,12 @@ import errno
 import json
 import os
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
+from email.utils import formataddr
 from pathlib import Path
 from typing import ClassVar
 
 from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome, check_writable
+from connectors.channels.headers import list_unsubscribe, mail_date, message_id
 from connectors.channels.safe_text import one_line
 
 
@@ -31,12 +32,15 @@ class OutboxChannel(Channel):
     max_batch_size: ClassVar[int] = 10_000
     resend_safe_for = ALWAYS  # a re-sent message lands on the same file
 
-    def __init__(self, outbox_dir: Path, channel: str, sender: str = "", sender_email: str = "") -> None:
+    def __init__(self, outbox_dir: Path, channel: str, sender: str = "", sender_email: str = "", *,
+                 unsubscribe_mailto: str = "", timezone: str = "Asia/Tokyo") -> None:
         self.name = channel  # type: ignore[misc]  # one outbox instance per channel
         self.folder = outbox_dir / channel
         self.index = outbox_dir / "index.jsonl"
         self.sender = sender
         self.sender_email = sender_email
+        self.unsubscribe_mailto = unsubscribe_mailto or sender_email  # as KIZUNA_UNSUBSCRIBE_MAILTO defaults
+        self.timezone = timezone
         self._indexed: set[str] | None = None  # send ids with an index line (read on first need)
 
     def __repr__(self) -> str:
@@ -51,11 +55,12 @@ class OutboxChannel(Channel):
             mail["Subject"] = one_line(message.subject)
             mail["From"] = formataddr((one_line(self.sender), self.sender_email))
             mail["To"] = formataddr((one_line(message.recipient_name), one_line(message.address)))
-            mail["Date"] = formatdate(localtime=True)
-            mail["Message-ID"] = make_msgid(idstring=message.send_id, domain="kizuna.invalid")
+            mail["Date"] = mail_date(timezone=self.timezone)
+            mail["Message-ID"] = message_id(message.send_id, self.sender_email)
             mail["X-Kizuna-Send-Id"] = message.send_id
-            if unsubscribe := message.extra.get("unsubscribe_url"):
-                mail["List-Unsubscribe"] = f"<{one_line(unsubscribe)}>"
+            for name, value in list_unsubscribe(one_line(message.extra.get("unsubscribe_url", "")),
+                                                self.unsubscribe_mailto).items():
+                mail[name] = value
             mail.set_content(message.body_text)
             if message.body_html:
                 mail.add_alternative(message.body_html, subtype="html")

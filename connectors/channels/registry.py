@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from campaigns.unsubscribe import mailto_address
 from connectors.channels.base import Channel
 from connectors.channels.lists import ListChannel
 from connectors.channels.outbox import OutboxChannel
@@ -30,6 +31,78 @@ CHANNELS: dict[str, tuple[str, ...]] = {
     "phone": ("outbox", "list"),
     "insert": ("outbox", "list"),
 }
+
+
+#: Providers that hand messages to people over the network, in the shop's name: with any of them
+#: configured the sender identity must be the shop's own (`require_sender_identity`). The outbox
+#: writes local files; `list` writes CSV files for the shop's own print vendor, call centre and
+#: warehouse, which carry none of kizuna's sender settings (the printed piece and the call script
+#: are the shop's own), so neither counts.
+LIVE_PROVIDERS = frozenset({"sendgrid", "line", "twilio"})
+
+#: The settings that make up the sender identity every marketing message carries (特定電子メール法:
+#: sender, postal address, contact, how to opt out), with what each is, for the message.
+SENDER_SETTINGS: dict[str, str] = {
+    "sender_name": "送信者の氏名・名称 (sender name)",
+    "sender_address": "送信者の住所 (postal address)",
+    "sender_contact": "苦情・問い合わせ先 (contact: phone / e-mail / URL)",
+    "sender_email": "送信元メールアドレス (From address)",
+    "unsubscribe_base_url": "配信停止ページのURL、https:// で公開 (public unsubscribe URL, https://)",
+    "brand_shop_url": "ショップのURL、メール内のリンク先 (the shop's home page, every e-mail links to it)",
+}
+#: Brand images: they may be left empty, but never the demo shop's (its images do not exist).
+BRAND_IMAGES: dict[str, str] = {
+    "brand_logo_url": "ロゴ画像のURL (logo image URL)",
+    "brand_product_image_url": "商品画像のURL (product image URL)",
+}
+
+
+class SenderIdentityMissing(KizunaError):
+    """A network provider is configured while the sender identity is missing or still the demo shop's."""
+
+
+def live_providers(settings: Settings) -> dict[str, str]:
+    """{channel: provider} of every channel whose provider reaches people over the network."""
+    return {name: p for name in CHANNELS if (p := provider_for(settings, name)) in LIVE_PROVIDERS}
+
+
+def sender_identity_problems(settings: Settings) -> dict[str, str]:
+    """{env variable: why} for each sender setting that is empty or still the demo default."""
+    problems = {}
+    for field, what in SENDER_SETTINGS.items():
+        value = str(getattr(settings, field) or "").strip()
+        var = f"KIZUNA_{field.upper()}"
+        if not value:
+            problems[var] = f"{what}: 未設定 (not set)"
+        elif value == Settings.model_fields[field].default:
+            problems[var] = f"{what}: デモ用の値のまま (still the demo shop's: {value})"
+        elif field == "unsubscribe_base_url" and not value.lower().startswith("https://"):
+            problems[var] = f"{what}: https:// で始まっていません (must be an https:// URL, RFC 8058)"
+        elif field == "sender_email" and "@" not in value:
+            problems[var] = f"{what}: メールアドレスではありません (not an e-mail address)"
+    for field, what in BRAND_IMAGES.items():
+        value = str(getattr(settings, field) or "").strip()
+        if value and value == Settings.model_fields[field].default:
+            problems[f"KIZUNA_{field.upper()}"] = f"{what}: デモ用の値のまま (still the demo shop's: {value})"
+    return problems
+
+
+def require_sender_identity(settings: Settings) -> None:
+    """Refuse, before anything is sent on any channel, to send through a network provider in the
+    demo shop's name or in nobody's: raises SenderIdentityMissing naming each setting to give."""
+    live = live_providers(settings)
+    if not live:
+        return
+    problems = sender_identity_problems(settings)
+    if not problems:
+        return
+    using = ", ".join(f"{channel}={provider}" for channel, provider in live.items())
+    raise SenderIdentityMissing(
+        f"送信者情報が設定されていないため、どのチャネルからも配信しません（{using} で実際に送信する設定です）。"
+        "次の環境変数を自社の情報に設定してください (.env.example, docs/unsubscribe.md):\n"
+        + "\n".join(f"  {var}: {why}" for var, why in problems.items())
+        + "\n(Nothing was sent on any channel: a live provider is configured but the sender identity the "
+        "law requires in every message is missing or still the demo's. Set the variables above.)")
 
 
 def channel_names() -> list[str]:
@@ -54,7 +127,8 @@ def channel_for(settings: Settings, name: str) -> Channel:
                             requests_per_second=settings.channel_requests_per_second,
                             max_in_flight=settings.channel_max_in_flight)
     if provider == "outbox":
-        return OutboxChannel(settings.outbox_dir, name, settings.sender_name, settings.sender_email)
+        return OutboxChannel(settings.outbox_dir, name, settings.sender_name, settings.sender_email,
+                             unsubscribe_mailto=mailto_address(settings), timezone=settings.timezone)
     if provider == "list":
         encoding = settings.dm_encoding if name == "dm" else "utf-8-sig"
         return ListChannel(lists_dir(settings), name, encoding=encoding, timezone=settings.timezone)
@@ -64,7 +138,8 @@ def channel_for(settings: Settings, name: str) -> Channel:
         return SendGridChannel(
             get_secret("SENDGRID_API_KEY"), sender_name=settings.sender_name, sender_email=settings.sender_email,
             host=settings.sendgrid_host, unsubscribe_group_id=settings.sendgrid_unsubscribe_group_id,
-            sandbox_mode=settings.sendgrid_sandbox_mode, timezone=settings.timezone, policy=policy)
+            sandbox_mode=settings.sendgrid_sandbox_mode, timezone=settings.timezone, policy=policy,
+            unsubscribe_mailto=mailto_address(settings))
     if provider == "line":
         from connectors.channels.line import LineChannel
 
@@ -85,6 +160,10 @@ def check_configuration(settings: Settings, names: list[str] | None = None) -> d
     secret or sender stops the run up front; raises one KizunaError listing every problem.
     Returns {channel: provider}."""
     problems, chosen = [], {}
+    try:
+        require_sender_identity(settings)
+    except SenderIdentityMissing as exc:
+        problems.append(f"sender: {exc}")
     for name in names or channel_names():
         try:
             chosen[name] = provider_for(settings, name)

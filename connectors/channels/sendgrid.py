@@ -39,6 +39,7 @@ from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from connectors.channels.base import NO_JOURNAL, Channel, DeliveryJournal, Message, Outcome
+from connectors.channels.headers import list_unsubscribe, mail_date, message_id
 from connectors.channels.policy import (DeliveryPolicy, Throttle, custom_args_problem, install_log_redaction,
                                         retry_after_seconds)
 from connectors.channels.safe_text import one_line
@@ -114,12 +115,15 @@ class SendGridChannel(Channel):
     def __init__(self, api_key: SecretStr, *, sender_name: str, sender_email: str,
                  host: str = "https://api.sendgrid.com", unsubscribe_group_id: int | None = None,
                  sandbox_mode: bool = False, timezone: str = "Asia/Tokyo", policy: DeliveryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, unsubscribe_mailto: str = "") -> None:
         if not isinstance(api_key, SecretStr):
             raise TypeError("api_key must be a pydantic SecretStr (see kizuna.secrets.get_secret)")
         self._client = SendGridAPIClient(api_key=api_key.get_secret_value(), host=host)
         self.host = host
         self.sender = {"email": sender_email, "name": sender_name} if sender_name else {"email": sender_email}
+        self.sender_email = sender_email
+        self.timezone = timezone
+        self.unsubscribe_mailto = unsubscribe_mailto or sender_email  # as KIZUNA_UNSUBSCRIBE_MAILTO defaults
         self.unsubscribe_group_id = unsubscribe_group_id
         self.sandbox_mode = sandbox_mode
         self.tz = ZoneInfo(timezone)
@@ -158,8 +162,13 @@ class SendGridChannel(Channel):
         }
         if subs:
             p["substitutions"] = subs
-        if url := message.extra.get("unsubscribe_url"):
-            p["headers"] = {"List-Unsubscribe": f"<{url}>"}
+        # Per recipient (SendGrid's `headers` are per personalization): the RFC 8058 pair, and
+        # Message-ID / Date, which SendGrid does not reserve (its reserved headers: x-sg-id,
+        # x-sg-eid, received, dkim-signature, Content-Type, Content-Transfer-Encoding, To, From,
+        # Subject, Reply-To, CC, BCC). Date is the time it goes out: `send_at` when scheduled.
+        headers = list_unsubscribe(one_line(message.extra.get("unsubscribe_url", "")), self.unsubscribe_mailto)
+        headers["Message-ID"] = message_id(message.send_id, self.sender_email)
+        going_out = datetime.fromtimestamp(now, self.tz)
         if send_at := message.extra.get("send_at"):
             try:
                 when = datetime.fromisoformat(send_at)
@@ -172,6 +181,9 @@ class SendGridChannel(Channel):
                 return f"send_at {send_at} is more than 72 hours ahead; SendGrid refuses to schedule it"
             if ts > now + 60:
                 p["send_at"] = ts  # otherwise due already: send now
+                going_out = when
+        headers["Date"] = mail_date(going_out, self.timezone)
+        p["headers"] = headers
         return p
 
     def build_requests(self, messages: list[Message]) -> tuple[list[tuple[list[int], dict[str, Any]]], dict[int, str]]:

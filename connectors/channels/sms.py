@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 install_log_redaction()
 
 MAX_BODY = 1600
+#: How to opt out, on every SMS (appended unless the rendered text already carries the link): the
+#: message's own signed unsubscribe link. A STOP reply is not offered: nothing here receives replies.
+OPT_OUT = "配信停止: {url}"
+
+
+def with_opt_out(message: Message) -> str:
+    """The SMS text with its opt-out line (the unsubscribe link), unless the text already has the link."""
+    url = message.extra.get("unsubscribe_url", "")
+    if not url or url in message.body_text:
+        return message.body_text
+    return message.body_text.rstrip("\n") + "\n" + OPT_OUT.format(url=url)
 
 
 class RebasedHttpClient(TwilioHttpClient):
@@ -99,15 +110,17 @@ class TwilioSmsChannel(Channel):
         to = e164(message.address)
         if to is None:
             return Outcome(message.send_id, "failed", "not a phone number that can receive SMS")
-        if not message.body_text.strip() or len(message.body_text) > MAX_BODY:
-            return Outcome(message.send_id, "failed", f"body empty or longer than {MAX_BODY} characters")
+        body = with_opt_out(message)
+        if not message.body_text.strip() or len(body) > MAX_BODY:
+            return Outcome(message.send_id, "failed", f"body empty or longer than {MAX_BODY} characters "
+                                                      "(with the opt-out line)")
         sender = ({"messaging_service_sid": self.messaging_service_sid} if self.messaging_service_sid
                   else {"from_": self.from_number})
         last = "no attempt made"
         for attempt in range(1, self.policy.max_attempts + 1):
             self.throttle.wait()
             try:
-                sent = self._client.messages.create(to=to, body=message.body_text, **sender)
+                sent = self._client.messages.create(to=to, body=body, **sender)
                 return Outcome(message.send_id, "sent", f"accepted ({sent.status})", sent.sid)
             except TwilioRestException as exc:
                 if exc.status == 429:

@@ -58,6 +58,19 @@ SCHEMA = [
         received_at text not null
     )
     """,
+    # Unsubscribe requests made through a link (kizuna/events/unsubscribe.py): the send the link
+    # named and the channel given up (`all`: every channel); folded into the ledger's suppressions
+    # by the next campaign run (campaigns/unsubscribe.py). No personal data: the ledger maps the send.
+    """
+    create table if not exists unsubscribes (
+        id integer primary key autoincrement,
+        send_id text not null,
+        channel text not null,     -- email, line, sms, dm, phone, insert, or `all`
+        method text not null,      -- one_click (RFC 8058 POST) or page (the preference page)
+        requested_at text not null,
+        unique (send_id, channel)
+    )
+    """,
 ]
 
 #: LINE event types kept (the ones that change whether the customer can be messaged).
@@ -148,6 +161,24 @@ def _insert_new(con: sqlite3.Connection, table: str, columns: tuple[str, ...], r
         con.execute("rollback")
         raise
     return added
+
+
+def add_unsubscribe(con: sqlite3.Connection, send_id: str, channel: str, method: str) -> bool:
+    """Record that the customer of `send_id` gave up `channel` (`all`: every channel); True when new
+    (the same request again, a mail client's repeated POST, is a no-op)."""
+    cursor = con.execute("insert or ignore into unsubscribes (send_id, channel, method, requested_at) "
+                         "values (?, ?, ?, ?)", [send_id, channel, method, _now()])
+    return cursor.rowcount > 0
+
+
+def unsubscribed_channels(con: sqlite3.Connection, send_id: str) -> set[str]:
+    """The channels already given up through links of `send_id`."""
+    return {row[0] for row in con.execute("select channel from unsubscribes where send_id = ?", [send_id])}
+
+
+def read_unsubscribes(con: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Every unsubscribe request: (send_id, channel), oldest first."""
+    return con.execute("select send_id, channel from unsubscribes order by id").fetchall()
 
 
 def read_since(con: sqlite3.Connection, table: str, after_id: int) -> tuple[list[str], list[tuple]]:

@@ -12,6 +12,8 @@
   unfollow are stored, deduplicated on `webhookEventId`. LINE requests carry no signed
   timestamp and LINE redelivers late on purpose, so no age check here.
 - `GET /healthz`: 200 when the store can be written.
+- `GET`/`POST` at the path of KIZUNA_UNSUBSCRIBE_BASE_URL (default `/unsubscribe`): one-click
+  unsubscribe and the preference page (kizuna/events/unsubscribe.py).
 
 Hostile requests (see tests/test_webhook_hardening.py):
 - What can be refused without the body is refused before reading it: a declared length
@@ -49,7 +51,7 @@ from pydantic import SecretStr
 from starlette.requests import ClientDisconnect
 
 from kizuna.config import Settings
-from kizuna.events import payloads, store
+from kizuna.events import payloads, store, unsubscribe
 from kizuna.errors import KizunaError
 from kizuna.secrets import MissingSecret
 
@@ -145,6 +147,8 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
     store.connect(store_path).close()  # create the file and tables now, fail early
 
     app = FastAPI(title="kizuna webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+    # One-click unsubscribe and the preference page (kizuna/events/unsubscribe.py, docs/unsubscribe.md).
+    app.include_router(unsubscribe.router(settings, clock=clock))
 
     def refuse(status: int, why: str, *, unread: bool = False) -> JSONResponse:
         """An error answer; `unread`: the body was not (all) read, so close the connection rather

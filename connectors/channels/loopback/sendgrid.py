@@ -3,7 +3,7 @@
 Checked like SendGrid: Bearer API key (401), JSON body (400), 1..1,000 personalizations
 and at most 1,000 recipients in all (400), each personalization's `to`, a `from`, a
 subject for every personalization, `content` (text/plain first), string values in
-`custom_args` / `substitutions` / `headers`, custom_args ≤ 10,000 bytes, substitutions
+`custom_args` / `substitutions` / `headers` (none of SendGrid's reserved headers), custom_args ≤ 10,000 bytes, substitutions
 ≤ 10,000 bytes, `send_at` not more than 72 h ahead, `asm.group_id` an integer. Accepted:
 202 with `X-Message-Id`; sandbox mode: 200, validated, nothing delivered.
 
@@ -34,6 +34,9 @@ from typing import Any
 
 from connectors.channels.loopback.server import LoopbackServer, Reply, bearer
 
+#: Headers SendGrid's Mail Send reserves (its v3 documentation); setting one is refused.
+RESERVED_HEADERS = frozenset({"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+                              "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"})
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 
 
@@ -226,6 +229,9 @@ class SendGridLoopback(LoopbackServer):
                 return "Substitutions must be no more than 10,000 bytes.", f"{where}.substitutions"
             if any(not isinstance(v, str) for v in (p.get("headers") or {}).values()):
                 return "Invalid type. Expected: string, given: object.", f"{where}.headers"
+            reserved = [h for h in (p.get("headers") or {}) if h.lower() in RESERVED_HEADERS]
+            if reserved:
+                return f"The header {reserved[0]} is reserved and cannot be set in headers.", f"{where}.headers"
             if "send_at" in p and (not isinstance(p["send_at"], int) or p["send_at"] > time.time() + 72 * 3600):
                 return "send_at must be a UNIX timestamp no more than 72 hours in the future", f"{where}.send_at"
         if recipients > 1000:
