@@ -102,10 +102,20 @@ def unsubscribe_secret(data_dir: Path, environ: Mapping[str, str] | None = None)
     except MissingSecret:
         pass
     path = Path(data_dir) / UNSUBSCRIBE_KEY_FILE
+    return SecretStr(generated_secret_file(
+        path, min_length=32, if_unreadable=f"Restore it from the backup, or set {env_var('UNSUBSCRIBE_SECRET')} "
+        "(links already sent stay valid only with the key that signed them).", error=MissingSecret))
+
+
+def generated_secret_file(path: Path, *, min_length: int, if_unreadable: str,
+                          error: type[Exception] = MissingSecret) -> str:
+    """The secret kept in `path` (64 hex digits), generated once with mode 0600 when the file is absent.
+
+    Written whole to a private file, then linked into place: a reader never sees half a secret, and of
+    two processes generating at once the first link wins and both use its secret. A file too short
+    to be one raises `error` with `if_unreadable` (what to do)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole to a private file, then linked into place: a reader never sees half a key,
-        # and of two processes generating at once the first link wins and both use its key.
         partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -121,9 +131,7 @@ def unsubscribe_secret(data_dir: Path, environ: Mapping[str, str] | None = None)
             partial.unlink(missing_ok=True)
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         os.chmod(path, 0o600)  # only the owner may read it
-    key = path.read_text(encoding="ascii", errors="replace").strip()
-    if len(key) < 32:
-        raise MissingSecret(
-            f"The unsubscribe key file {path} is empty or too short. Restore it from the backup, or set "
-            f"{env_var('UNSUBSCRIBE_SECRET')} (links already sent stay valid only with the key that signed them).")
-    return SecretStr(key)
+    value = path.read_text(encoding="ascii", errors="replace").strip()
+    if len(value) < min_length:
+        raise error(f"The file {path} is empty or too short. {if_unreadable}")
+    return value

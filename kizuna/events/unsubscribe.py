@@ -35,6 +35,7 @@ from starlette.requests import ClientDisconnect
 from campaigns.unsubscribe import CHANNEL_LABELS, TokenError, mailto_address, read_token, signing_key
 from kizuna.config import Settings
 from kizuna.events import store
+from kizuna.events.bodies import BodyTooLarge, read_bounded
 
 log = logging.getLogger("kizuna.unsubscribe")
 
@@ -63,10 +64,6 @@ _HEADERS = {
 }
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def route_path(settings: Settings) -> str:
     """The path the routes answer on: that of KIZUNA_UNSUBSCRIBE_BASE_URL (default `/unsubscribe`)."""
     path = urlsplit(settings.unsubscribe_base_url.strip()).path.rstrip("/")
@@ -75,14 +72,7 @@ def route_path(settings: Settings) -> str:
 
 async def _read_form(request: Request) -> dict[str, str]:
     """The request's form fields (form-urlencoded or multipart/form-data), read bounded."""
-    length = request.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and int(length) > MAX_FORM_BYTES:
-        raise _TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise _TooLarge
+    body = await read_bounded(request, MAX_FORM_BYTES)
     ctype = request.headers.get("content-type", "")
     fields: dict[str, str] = {}
     if ctype.lower().startswith("multipart/form-data"):
@@ -183,7 +173,7 @@ def router(settings: Settings, clock: Callable[[], float] | None = None) -> APIR
             return token
         try:
             form = await _read_form(request)
-        except _TooLarge:
+        except BodyTooLarge:
             return page("このリンクは無効です", "<p class=\"bad\">送信内容が大きすぎます。</p>", 413)
         except ClientDisconnect:
             return page("このリンクは無効です", "<p class=\"bad\">送信が途中で切れました。</p>", 400)

@@ -52,6 +52,7 @@ from starlette.requests import ClientDisconnect
 
 from kizuna.config import Settings
 from kizuna.events import payloads, store, unsubscribe
+from kizuna.events.bodies import BodyTooLarge, declared_too_large, read_bounded
 from kizuna.errors import KizunaError
 from kizuna.secrets import MissingSecret
 
@@ -66,10 +67,6 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 _MAX_TIMESTAMP_DIGITS = 11
 
 
-class _TooLarge(Exception):
-    """The body passed MAX_BODY_BYTES (declared or as read)."""
-
-
 def _secret(settings: Settings, attribute: str, given: str | SecretStr | None) -> str | None:
     if given is not None:
         return given.get_secret_value() if isinstance(given, SecretStr) else given
@@ -77,29 +74,6 @@ def _secret(settings: Settings, attribute: str, given: str | SecretStr | None) -
         return getattr(settings, attribute).get_secret_value()
     except MissingSecret:
         return None
-
-
-def declared_too_large(request: Request, limit: int = MAX_BODY_BYTES) -> bool:
-    """Whether the request's Content-Length (if any) is over `limit`: refused without reading."""
-    length = request.headers.get("content-length", "")
-    return length.isascii() and length.isdigit() and int(length) > limit
-
-
-async def read_bounded(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw body, read as a stream; raises _TooLarge as soon as it passes `limit` bytes.
-
-    A declared Content-Length over the limit is refused before reading anything; a chunked
-    body (no length) is cut off by what has arrived, so at most `limit` bytes plus one chunk
-    (the server's read buffer, 64 KiB) are ever held. The rest is never read.
-    """
-    if declared_too_large(request, limit):
-        raise _TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge
-    return bytes(body)
 
 
 def _sendgrid_signed(key: ec.EllipticCurvePublicKey, body: bytes, signature: str, timestamp: str) -> bool:
@@ -158,8 +132,8 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
 
     async def body_or_refusal(request: Request) -> bytes | JSONResponse:
         try:
-            return await read_bounded(request)
-        except _TooLarge:
+            return await read_bounded(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
             return refuse(413, "too large", unread=True)
         except ClientDisconnect:  # the client gave up mid-body: nobody to answer, nothing to store
             return refuse(400, "incomplete body", unread=True)
@@ -194,7 +168,7 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
     async def sendgrid_events(request: Request) -> JSONResponse:
         if sg_public_key is None:
             return refuse(503, "SendGrid webhook verification key not configured", unread=True)
-        if declared_too_large(request):
+        if declared_too_large(request, MAX_BODY_BYTES):
             return refuse(413, "too large", unread=True)
         signature = request.headers.get(SENDGRID_SIGNATURE)
         timestamp = request.headers.get(SENDGRID_TIMESTAMP)
@@ -224,7 +198,7 @@ def create_app(settings: Settings, *, sendgrid_public_key: str | SecretStr | Non
     async def line_events(request: Request) -> JSONResponse:
         if line_key is None:
             return refuse(503, "LINE channel secret not configured", unread=True)
-        if declared_too_large(request):
+        if declared_too_large(request, MAX_BODY_BYTES):
             return refuse(413, "too large", unread=True)
         signature = request.headers.get(LINE_SIGNATURE)
         if not signature:

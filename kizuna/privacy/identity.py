@@ -20,10 +20,7 @@ the Python form, so the two cannot disagree).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import secrets
-import stat
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +30,7 @@ import pyarrow as pa
 
 from kizuna.config import Settings
 from kizuna.errors import KizunaError
-from kizuna.secrets import MissingSecret, get_secret
+from kizuna.secrets import MissingSecret, generated_secret_file, get_secret
 
 #: The identities the register keeps, one hash each.
 KINDS = ("customer_id", "email", "phone", "line_user_id")
@@ -137,25 +134,7 @@ def erasure_salt(settings: Settings) -> str:
         return get_secret(SALT_SECRET).get_secret_value()
     except MissingSecret:
         pass
-    path = Path(settings.data_dir) / SALT_FILE  # type: ignore[arg-type]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_salt(path)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(secrets.token_hex(32) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    return _read_salt(path)
-
-
-def _read_salt(path: Path) -> str:
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        os.chmod(path, 0o600)  # only the owner may read it
-    salt = path.read_text(encoding="ascii", errors="replace").strip()
-    if len(salt) < 16:
-        raise KizunaError(
-            f"The erasure salt file {path} is empty or too short. Restore it from the backup of the ledger "
-            f"(the register of erased customers cannot be matched without it), or set KIZUNA_{SALT_SECRET}.")
-    return salt
+    return generated_secret_file(
+        Path(settings.data_dir) / SALT_FILE, min_length=16, error=KizunaError,  # type: ignore[arg-type]
+        if_unreadable="It is the erasure salt: restore it from the backup of the ledger (the register of erased "
+        f"customers cannot be matched without it), or set KIZUNA_{SALT_SECRET}.")
