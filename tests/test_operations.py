@@ -250,7 +250,7 @@ def test_a_night_broken_under_a_worker_stops_with_one_message_a_notification_and
     assert f"{NIGHT.isoformat()} の夜間処理が停止しました" in sent["title"]
     assert "取り込みと生データ検査 (ingest and raw-data gate)" in sent["message"]
     assert "orders.customer_exists" in sent["message"] and str(log_file) in sent["message"]
-    assert f"/runs/flow-run/{flow_run_id}" in sent["message"]
+    assert f"Prefect: http://127.0.0.1:" in sent["message"] and str(flow_run_id) in sent["message"]
     assert "kizuna-night-summary" in artifacts and "orders.customer_exists" in artifacts["kizuna-night-summary"].data
     checks = json.loads(artifacts["kizuna-failed-checks"].data)
     assert any(row["check"] == "orders.customer_exists" for row in checks)
