@@ -3,7 +3,10 @@
 Orchestration only: each task calls one stage of `kizuna.stages`, where the work is.
 A failing stage raises, and Prefect stops everything downstream of it: a raw-data
 error (the gate runs on each night inside the ingest, before the night is kept) means
-nothing is modelled, a mart error means nothing is sent.
+nothing is modelled, a mart error means nothing is sent. `NightWatch` (kizuna/prefect_run.py)
+puts kizuna's log lines in the flow run, publishes the night's artifacts, and turns a stop into
+one message, a notification (KIZUNA_NOTIFY_URLS) and the stop artifacts, under a worker as from
+the command line.
 """
 
 from __future__ import annotations
@@ -16,20 +19,24 @@ from prefect.cache_policies import NO_CACHE
 
 from kizuna import stages
 from kizuna.config import get_settings
+from kizuna.prefect_run import NightWatch, flow_run_name, task_run_name
 from kizuna.runlock import record_prefect_server, run_lock
 
 # Nothing here is cached or retried: every stage is idempotent by design (merge on keys,
 # checksummed loads, the send ledger), and a blind retry of a send is never safe.
-ingest = task(stages.ingest, name="ingest and raw-data gate", cache_policy=NO_CACHE)
-erase = task(stages.erase, name="erasure", cache_policy=NO_CACHE)
-load_events = task(stages.load_events, name="load events", cache_policy=NO_CACHE)
-build_marts = task(stages.build_marts, name="dbt build", cache_policy=NO_CACHE)
-gate_marts = task(stages.gate_marts, name="mart gate", cache_policy=NO_CACHE)
-send_campaigns = task(stages.send_campaigns, name="campaign sends", cache_policy=NO_CACHE)
-write_report = task(stages.write_report, name="report", cache_policy=NO_CACHE)
+ingest = task(stages.ingest, name="ingest and raw-data gate", cache_policy=NO_CACHE,
+              task_run_name=task_run_name("ingest and raw-data gate"))
+erase = task(stages.erase, name="erasure", cache_policy=NO_CACHE, task_run_name=task_run_name("erasure"))
+load_events = task(stages.load_events, name="load events", cache_policy=NO_CACHE,
+                   task_run_name=task_run_name("load events"))
+build_marts = task(stages.build_marts, name="dbt build", cache_policy=NO_CACHE, task_run_name=task_run_name("dbt build"))
+gate_marts = task(stages.gate_marts, name="mart gate", cache_policy=NO_CACHE, task_run_name=task_run_name("mart gate"))
+send_campaigns = task(stages.send_campaigns, name="campaign sends", cache_policy=NO_CACHE,
+                      task_run_name=task_run_name("campaign sends"))
+write_report = task(stages.write_report, name="report", cache_policy=NO_CACHE, task_run_name=task_run_name("report"))
 
 
-@flow(name="kizuna-nightly")
+@flow(name="kizuna-nightly", flow_run_name=flow_run_name)
 def nightly(night: date | None = None, as_of: date | None = None) -> stages.NightlyOutcome:
     """Process the export of `night` (default: the newest one) and every earlier one not yet loaded.
 
@@ -37,10 +44,10 @@ def nightly(night: date | None = None, as_of: date | None = None) -> stages.Nigh
     night); when it is another day the run plans and sends nothing (see `NightlyOutcome.sends`).
     One run at a time (`kizuna.runlock`): a second run stops at once, naming the first."""
     settings = get_settings()
-    with run_lock(settings.data_dir):
+    with NightWatch(settings) as watch, run_lock(settings.data_dir):
         record_prefect_server(settings.data_dir)
-        outcome = stages.NightlyOutcome(night=stages.resolve_night(settings, night),
-                                        ignored=stages.ignored_exports(settings), as_of=as_of)
+        watch.night = stages.resolve_night(settings, night)
+        outcome = stages.NightlyOutcome(night=watch.night, ignored=stages.ignored_exports(settings), as_of=as_of)
         if outcome.sends:  # a live provider with the demo's sender identity: stop before anything happens
             stages.check_sender_identity(settings)
         outcome.loads = ingest(settings, outcome.night)
@@ -51,6 +58,7 @@ def nightly(night: date | None = None, as_of: date | None = None) -> stages.Nigh
         if outcome.sends:
             outcome.campaigns = send_campaigns(settings, outcome.run_date)
         outcome.report_path = write_report(settings, outcome)
+        watch.done(outcome)
         stages.finish(outcome)
     return outcome
 

@@ -6,7 +6,6 @@ import logging
 import logging.handlers
 import sys
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -21,6 +20,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 import kizuna  # noqa: F401  (environment defaults first)
+from kizuna import stop
 from kizuna.config import Settings, get_settings
 from kizuna.errors import KizunaError
 
@@ -45,7 +45,7 @@ if not console.is_terminal:
 log = logging.getLogger("kizuna-cli")
 
 #: The longest stop message printed, in lines (the log file has everything).
-STOP_LINES = 13
+STOP_LINES = stop.STOP_LINES
 #: The log file of `kizuna run` and `kizuna demo`, below the data folder; rotated at this size, this many kept.
 LOG_FILE = Path("logs") / "kizuna.log"
 LOG_FILE_BYTES, LOG_FILE_BACKUPS = 10 << 20, 5
@@ -65,29 +65,9 @@ def _fail(exc: KizunaError, log_file: Path | None = None) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _shortened(text: str, log_file: Path | None) -> str:
-    """`text` in at most STOP_LINES lines: its head and its tail (what failed, what to do) are kept."""
-    lines = [line if len(line) <= 600 else line[:597] + "..." for line in text.strip().splitlines()]
-    if len(lines) <= STOP_LINES:
-        return "\n".join(lines)
-    head, tail = STOP_LINES // 2, STOP_LINES - STOP_LINES // 2 - 1
-    where = f"in {log_file}" if log_file else "in the log"
-    return "\n".join([*lines[:head], f"  ... ({len(lines) - head - tail} more lines {where})", *lines[-tail:]])
-
-
-def _unexpected(exc: BaseException) -> KizunaError:
-    """A failure kizuna has no message for, as one: the stage it happened in and the error's first line."""
-    stage = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if Path(frame.filename).name == "stages.py" and Path(frame.filename).parent.name == "kizuna":
-            stage = frame.name
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return KizunaError(
-        f"the nightly run failed{f' in stage {stage}' if stage else ''} with an unexpected error: "
-        f"{type(exc).__name__}{': ' + first if first else ''}\n"
-        + ("Nothing after that stage ran. " if stage else "")
-        + "This is not a failure kizuna has a message for: the full trace is in the log file; run again once "
-        "the cause is fixed, and report it if it is kizuna's.")
+# The stop message's text is shared with the Prefect flow (a worker's failed run logs the same message).
+_shortened = stop.shortened
+_unexpected = stop.unexpected
 
 
 def _log_to_console() -> None:

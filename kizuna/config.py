@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The work tree: the folder that holds `kizuna/`, `flows/`, `dbt_project/`, ...
@@ -186,6 +186,18 @@ class Settings(BaseSettings):
                                      "(`<send date>.csv`) for the cart system (default: <data_dir>/coupons).")
     coupon_code_length: int = Field(10, ge=8, le=24, description="Random characters of a unique coupon code (after "
                                     "the step's prefix), from an alphabet without 0/O/1/I/L.")
+
+    # Notifications and Prefect (issue 18: Prefect shows the night, a failed night reaches a person;
+    # kizuna/notify.py, kizuna/prefect_artifacts.py, docs/operations.md).
+    notify_urls: SecretStr = Field(
+        SecretStr(""), description="Where a stopped night is announced: one or more apprise URLs, separated by "
+        "commas or spaces (Slack `slack://...`, Microsoft Teams `workflows://...`, Chatwork `chatwork://...`, "
+        "e-mail `mailtos://...`, any webhook `json://` / `jsons://host/path`). Empty: nobody is told. Webhook URLs "
+        "carry tokens: kept masked like a secret.")
+    notify_summary: bool = Field(False, description="Also send a short summary of every night that ran to the end.")
+    report_base_url: str = Field(
+        "", description="Where people open the reports folder over HTTP (e.g. an intranet share): the Prefect "
+        "link artifact and the notifications link `<base>/<report file>`. Empty: a file:// URI.")
 
     @property
     def sendgrid_webhook_public_key(self):
