@@ -24,7 +24,9 @@ def configure_environment(home: Path | None = None) -> None:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_VERSION_CHECK": "false",
         "GX_ANALYTICS_ENABLED": "false",
-        # The stages log to `kizuna`; this puts those lines in the flow run's log in the Prefect UI.
+        # The stages log to `kizuna`; this puts those lines in the flow run's log when kizuna is
+        # imported before Prefect (the CLI). Under a worker Prefect is set up first:
+        # kizuna/prefect_run.py NightWatch attaches the handler itself.
         "PREFECT_LOGGING_EXTRA_LOGGERS": "kizuna",
     }
     for key, value in defaults.items():
