@@ -145,10 +145,10 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
             continue
         min_day, max_day = windows.pop(key)
         source = s.entry.sql(lo - timedelta(days=max_day), run_date - timedelta(days=min_day))
+        _check_entry(con, s)
         for table in ("marts.fct_orders", "raw.carts", s.entry.table_read):
             if table and table in source:
                 _require(tables, table, f"scenario {s.id} (entry {s.entry.event})")
-        _check_entry(con, s)
         # Parenthesised: a step before its anchor (day -7) makes this `$run_date - (-7)`.
         anchor_parts.append(
             f"select '{key}' as event, customer_id, anchor_date from ({source}) "
@@ -427,7 +427,7 @@ def best_send_hours(con: duckdb.DuckDBPyConnection, customer_ids: list[str]) -> 
         from raw.message_events e join ledger.sends s on s.send_id = e.send_id
         where e.event = 'open' and e.event_at is not null
           and s.customer_id in (select unnest(?::varchar[]))
-        group by all
+        group by s.customer_id, hour(e.event_at)
         qualify row_number() over (partition by s.customer_id order by count(*) desc, max(e.event_at) desc, h) = 1
     """, [customer_ids]).fetchall()
     return {customer_id: int(hour) for customer_id, hour in rows}

@@ -315,10 +315,11 @@ class Scenario(_Strict):
     @model_validator(mode="after")
     def _days_before_only_future_anchors(self) -> "Scenario":
         """A step before its anchor (negative day) needs an anchor that lies ahead (issue 17, part 3)."""
-        early = [st.id for st in self.steps if st.day < 0]
+        early = [f"steps.{i}.day ({st.id}: {st.day})" for i, st in enumerate(self.steps) if st.day < 0]
         if early and self.entry.event not in FUTURE_ANCHORS:
-            raise ValueError(f"step(s) {early} have a negative day, which only anchors that lie ahead take "
-                             f"({list(FUTURE_ANCHORS)}); {self.entry.event} is in the past when known: use day >= 0")
+            raise ValueError(f"{', '.join(early)}: a negative day (before the anchor) needs an anchor that lies "
+                             f"ahead ({', '.join(FUTURE_ANCHORS)}); {self.entry.event} is in the past once known: "
+                             "use day >= 0")
         return self
 
     @model_validator(mode="after")
