@@ -256,3 +256,30 @@ def test_send_time_default_stays_fixed():
     s = scenario(entry={"event": "birthday"}, steps=[{"id": "a", "day": 0, "channel": "email",
                                                        "template": "birthday_gift"}])
     assert s.steps[0].send_time == time(10, 0) and not s.steps[0].uses_best_time
+
+
+def test_validate_checks_a_date_column_against_the_warehouse(tmp_path):
+    """`kizuna campaigns validate` names the missing column and the date columns there are, when the
+    warehouse exists; without one it cannot know and passes (the nightly run checks it then)."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "scenarios"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "s.yaml").write_text(
+        "id: s\nname: S\npriority: 1\nstage: any\nentry: {event: date_column, column: first_deliverd_at}\n"
+        "steps:\n  - {id: a, day: 1, channel: email, template: f2_usage_guide}\n", encoding="utf-8")
+    env = {**os.environ, "KIZUNA_SCENARIOS_DIR": str(folder), "KIZUNA_WAREHOUSE": str(tmp_path / "w.duckdb"),
+           "COLUMNS": "400"}
+    kizuna = Path(sys.executable).parent / "kizuna"
+
+    def validate() -> subprocess.CompletedProcess:
+        return subprocess.run([str(kizuna), "campaigns", "validate"], capture_output=True, text=True, timeout=120,
+                              env=env)
+
+    assert validate().returncode == 0  # no warehouse yet
+    make_warehouse(tmp_path / "w.duckdb").close()
+    done = validate()
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    assert "'first_deliverd_at'" in done.stdout and "first_delivered_at" in done.stdout
