@@ -109,6 +109,17 @@ def build_shop(con: duckdb.DuckDBPyConnection, customers: int, seed: float = 0.4
         cast(date '{RUN_DATE}' - cast(floor(random() * 365) as integer) as timestamp) + interval 20 hour as updated_at
     from range({max(customers // 4, 1)}) t(i);
     """)
+    # The birthday and run-out anchors (issue 17): birth dates (12 % not given, as in the demo shop) and
+    # the main product's run-out, 30 or 60 days after one-off buyers' last order (marts.customer_run_out).
+    con.execute(f"""
+    alter table marts.dim_customers add column birth_date date;
+    update marts.dim_customers set birth_date = case when random() < 0.88 then
+        cast(date '1945-01-01' + cast(floor(random() * 21000) as integer) as date) end;
+    create table marts.customer_run_out as
+    select customer_id, 'P002' as product_id,
+           cast(last_order_date + 30 * (1 + cast(hash(customer_id) % 2 as integer)) as date) as run_out_date
+    from marts.dim_customers where first_order_kind = 'one_off';
+    """)
 
 
 def timed(fn, *args):

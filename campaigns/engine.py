@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +26,7 @@ import duckdb
 
 from campaigns import coupons, ledger
 from campaigns.render import Rendered, Renderer
-from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, Scenario, Step
+from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, Scenario, Step, entry_problems
 from campaigns.unsubscribe import fold_unsubscribes
 from connectors.channels.base import ALWAYS, Channel, Message, Outcome
 from connectors.channels.registry import require_sender_identity
@@ -144,13 +144,15 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
         if key not in windows:
             continue
         min_day, max_day = windows.pop(key)
-        source = s.entry.sql()
-        for table in ("marts.fct_orders", "raw.carts"):
-            if table in source:
+        source = s.entry.sql(lo - timedelta(days=max_day), run_date - timedelta(days=min_day))
+        _check_entry(con, s)
+        for table in ("marts.fct_orders", "raw.carts", s.entry.table_read):
+            if table and table in source:
                 _require(tables, table, f"scenario {s.id} (entry {s.entry.event})")
+        # Parenthesised: a step before its anchor (day -7) makes this `$run_date - (-7)`.
         anchor_parts.append(
             f"select '{key}' as event, customer_id, anchor_date from ({source}) "
-            f"where anchor_date between $lo - {max_day} and $run_date - {min_day}"
+            f"where anchor_date between $lo - ({max_day}) and $run_date - ({min_day})"
         )
 
     # Per scenario: stage, segment, goal and stop conditions over the customer row `c`.
@@ -260,6 +262,14 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
         for table, empty in ledger.EMPTY.items():
             sql = sql.replace(f"from {table} ", f"from {empty} ").replace(f"from {table}\n", f"from {empty}\n")
     return sql, params
+
+
+def _check_entry(con: duckdb.DuckDBPyConnection, scenario: Scenario) -> None:
+    """A date_column entry names a column of the warehouse: checked here, where the warehouse is known
+    (issue 17, part 3); the error names the column and the date columns there are."""
+    problems = entry_problems(con, [scenario])
+    if problems:
+        raise ScenarioError("; ".join(problems))
 
 
 def plan(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario], run_date: date,
@@ -405,7 +415,36 @@ def _address(channel: str, row: dict) -> str:
     return " ".join(str(row[k] or "") for k in ("postal_code", "prefecture", "city", "address_line")).strip()
 
 
-def _message(channel_name: str, row: dict, scenario: Scenario, step: Step, rendered: Rendered) -> Message:
+# --- Send time (issue 17, part 4): `send_time: best` ------------------------------------------------
+def best_send_hours(con: duckdb.DuckDBPyConnection, customer_ids: list[str]) -> dict[str, int]:
+    """customer id -> the hour (0-23, shop time) at which the customer most often opened our e-mails
+    (raw.message_events `open`, whose times are stored in the shop's time zone); ties go to the hour
+    of the latest open. Customers without opens are absent (their step's fixed time applies)."""
+    if not customer_ids or "raw.message_events" not in _tables(con) or not ledger.is_attached(con):
+        return {}
+    rows = con.execute("""
+        select s.customer_id, hour(e.event_at) as h
+        from raw.message_events e join ledger.sends s on s.send_id = e.send_id
+        where e.event = 'open' and e.event_at is not null
+          and s.customer_id in (select unnest(?::varchar[]))
+        group by s.customer_id, hour(e.event_at)
+        qualify row_number() over (partition by s.customer_id order by count(*) desc, max(e.event_at) desc, h) = 1
+    """, [customer_ids]).fetchall()
+    return {customer_id: int(hour) for customer_id, hour in rows}
+
+
+def send_at(row: dict, step: Step, best_hours: dict[str, int]) -> str:
+    """When the message goes out (shop-local ISO time): the step's fixed time, or with `send_time: best`
+    on a timed channel the customer's most frequent open hour, else the step's fallback time."""
+    at = step.fixed_send_time
+    if step.uses_best_time and row["customer_id"] in best_hours:
+        at = time(best_hours[row["customer_id"]], 0)
+    return datetime.combine(row["run_date"], at).isoformat()
+# -----------------------------------------------------------------------------------------------------
+
+
+def _message(channel_name: str, row: dict, scenario: Scenario, step: Step, rendered: Rendered,
+             best_hours: dict[str, int] | None = None) -> Message:
     return Message(
         send_id=row["send_id"], channel=channel_name, customer_id=row["customer_id"],
         address=_address(channel_name, row), recipient_name=one_line(f"{row['last_name']} {row['first_name']}"),
@@ -413,7 +452,7 @@ def _message(channel_name: str, row: dict, scenario: Scenario, step: Step, rende
         body_html=clean_body(rendered.html) if rendered.html else rendered.html,
         scenario_id=scenario.id, step_id=step.id,
         extra={"unsubscribe_url": rendered.unsubscribe_url,
-               "send_at": datetime.combine(row["run_date"], step.send_time).isoformat(),
+               "send_at": send_at(row, step, best_hours or {}),
                # What printed lists (DM, call, package insert) name: the piece and its offer.
                "piece": step.template,
                # a unique code (the customer's own) wins over the step's shared code
@@ -524,6 +563,8 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
         for r in stale:
             result.delivered[(r["scenario_id"], r["step_id"], channel_name, "unknown")] += 1
     pending = [r for r in rows if r["status"] == "planned" or resendable(r)]
+    best_hours = best_send_hours(con, sorted({r["customer_id"] for r in pending
+                                              if steps[(r["scenario_id"], r["step_id"])][1].uses_best_time}))
 
     for start in range(0, len(pending), channel.max_batch_size):
         batch = pending[start:start + channel.max_batch_size]
@@ -548,7 +589,7 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
             except Exception as exc:  # noqa: BLE001 - this customer's data: this message fails, with the reason
                 refused.append(Outcome(row["send_id"], "failed", f"could not render {step.template}: {_reason(exc)}"))
                 continue
-            messages.append(_message(channel_name, row, scenario, step, rendered))
+            messages.append(_message(channel_name, row, scenario, step, rendered, best_hours))
         journal = ledger.Journal(ledger.journal_path(ledger_file), now)
         try:
             outcomes = channel.send_batch(messages, journal) if messages else []

@@ -10,7 +10,7 @@ night) and its hold-out share (a stable control group that is recorded, never se
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Literal
 
@@ -59,6 +59,38 @@ ANCHOR_SQL = {
                       "as anchor_date from raw.carts where status = 'abandoned' and customer_id is not null",
 }
 EVENTS_WITH_N = ("nth_order", "subscription_delivery")
+
+# --- More anchors (issue 17, part 3): birthday, a named date column, the run-out date. ------------
+#: Anchors that can lie ahead of the run date, so steps may come before them (negative `day`, e.g.
+#: `day: -7` is a week before the birthday). Anchors of past events only take day >= 0.
+FUTURE_ANCHORS = ("birthday", "date_column", "run_out")
+#: This year's birthday (and the neighbouring years' the window needs: `{years}`), 29 Feb on
+#: 28 Feb in a year without it. Each year's birthday is its own anchor, so once a year.
+ANCHOR_SQL["birthday"] = (
+    "select customer_id, case when month(birth_date) = 2 and day(birth_date) = 29 "
+    "and not (y % 4 = 0 and (y % 100 <> 0 or y % 400 = 0)) then make_date(y, 2, 28) "
+    "else make_date(y, month(birth_date), day(birth_date)) end as anchor_date "
+    "from marts.dim_customers, (values {years}) years(y) where birth_date is not null"
+)
+#: Any date or timestamp column of dim_customers or another mart with a customer_id, named in the
+#: scenario (validated against the warehouse: check_entry_columns).
+ANCHOR_SQL["date_column"] = ('select cast(customer_id as varchar) as customer_id, cast("{column}" as date) '
+                             'as anchor_date from {table} where "{column}" is not null')
+#: The day the product of the customer's last order of it runs out (marts.customer_run_out: units
+#: × the product's days_per_unit after that order); `{products}` narrows it to some products.
+ANCHOR_SQL["run_out"] = ("select customer_id, run_out_date as anchor_date from marts.customer_run_out "
+                         "where run_out_date is not null{products}")
+#: Marts a date_column anchor may read (dim_customers by default); each needs a customer_id column.
+DATE_COLUMN_DEFAULT_TABLE = "marts.dim_customers"
+_NAME = r"^[a-z_][a-z0-9_]*$"
+_PRODUCT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def anchor_years(anchor_from: date, anchor_to: date) -> str:
+    """The years whose birthdays can fall in [anchor_from, anchor_to], as SQL VALUES rows: the
+    window of one night spans at most a few, and crosses New Year when a lead time reaches back."""
+    return ", ".join(f"({y})" for y in range(anchor_from.year, anchor_to.year + 1))
+# ----------------------------------------------------------------------------------------------------
 UNSUPPORTED_EVENTS = {
     "page_viewed": "page views are not in the shop's exports (orders, shipments, subscriptions and carts are): "
                    "there is nothing to anchor on. Use cart_abandoned for a purchase-intent trigger, "
@@ -133,11 +165,14 @@ class Offer(_Strict):
 
 class Step(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_]+$")
-    day: int = Field(ge=0, description="Days after the anchor event.")
+    day: int = Field(ge=-366, le=3660, description="Days after the anchor event (negative: before an anchor "
+                     f"that lies ahead, {list(FUTURE_ANCHORS)}).")
     channel: Channel
     template: str
     offer: Offer | None = None
-    send_time: time = time(10, 0)
+    send_time: time | Literal["best"] = time(10, 0)
+    send_time_fallback: time | None = Field(None, description="With send_time: best, the time for a customer "
+                                            "with no opens yet (default 10:00).")
 
     @field_validator("template")
     @classmethod
@@ -153,10 +188,38 @@ class Step(_Strict):
             raise ValueError(f"template {name!r} has no subject: add {_shown(found)}/{name}.subject.j2")
         return name
 
+    @model_validator(mode="after")
+    def _fallback_only_with_best(self) -> "Step":
+        if self.send_time_fallback is not None and self.send_time != "best":
+            raise ValueError("send_time_fallback applies only with send_time: best; remove it or set send_time: best")
+        return self
+
+    # --- Send time (issue 17, part 4) ---------------------------------------------------------------
+    @property
+    def fixed_send_time(self) -> time:
+        """The step's own time: send_time, or with `best` its fallback (10:00 unless set)."""
+        if self.send_time == "best":
+            return self.send_time_fallback or time(10, 0)
+        return self.send_time
+
+    @property
+    def uses_best_time(self) -> bool:
+        """`send_time: best` on a channel that delivers at a time (a printed list ignores it)."""
+        return self.send_time == "best" and self.channel in TIMED_CHANNELS
+
+
+#: Channels a message reaches at a chosen time; DM, phone and package-insert lists ignore send_time.
+TIMED_CHANNELS = ("email", "line", "sms")
+
 
 class Entry(_Strict):
     event: str = Field(description=f"One of {sorted(ANCHOR_SQL)}.")
     n: int | None = Field(None, ge=1, description="For nth_order and subscription_delivery: which one (1, 2, 3, ...).")
+    column: str | None = Field(None, pattern=_NAME, description="For date_column: the date (or timestamp) column.")
+    table: str | None = Field(None, pattern=r"^marts\.[a-z_][a-z0-9_]*$",
+                              description=f"For date_column: the mart holding it (default {DATE_COLUMN_DEFAULT_TABLE}).")
+    product: list[str] | None = Field(None, min_length=1, description="For run_out: only these products' run-out "
+                                      "(product ids); default every product with days_per_unit.")
 
     @field_validator("event")
     @classmethod
@@ -175,12 +238,47 @@ class Entry(_Strict):
             raise ValueError(f"n applies only to {list(EVENTS_WITH_N)}; remove it for {self.event}")
         return self
 
+    @model_validator(mode="after")
+    def _anchor_options(self) -> "Entry":
+        """column/table belong to date_column, product to run_out (issue 17, part 3)."""
+        if self.event == "date_column" and self.column is None:
+            raise ValueError("event date_column needs column (e.g. column: last_order_date), a date or timestamp "
+                             f"column of {DATE_COLUMN_DEFAULT_TABLE} (or of the mart named in table)")
+        if self.event != "date_column" and (self.column is not None or self.table is not None):
+            raise ValueError(f"column and table apply only to event date_column; remove them for {self.event}")
+        if self.event != "run_out" and self.product is not None:
+            raise ValueError(f"product applies only to event run_out; remove it for {self.event} "
+                             "(to pick customers by product, use segment: product)")
+        for product in self.product or []:
+            if not re.fullmatch(_PRODUCT_ID, product):
+                raise ValueError(f"product id {product!r}: letters, digits, '_', '.', '-' only")
+        return self
+
     @property
     def key(self) -> str:
+        if self.event == "date_column":
+            return f"date_column:{self.table or DATE_COLUMN_DEFAULT_TABLE}.{self.column}"
+        if self.event == "run_out" and self.product:
+            return f"run_out:{','.join(sorted(self.product))}"
         return self.event if self.n is None else f"{self.event}:{self.n}"
 
-    def sql(self) -> str:
-        return ANCHOR_SQL[self.event].format(n=self.n)
+    def sql(self, anchor_from: date | None = None, anchor_to: date | None = None) -> str:
+        """The anchors' SELECT (customer_id, anchor_date). A birthday needs the window of anchor dates the
+        night looks at, [anchor_from, anchor_to], to know which years' birthdays to produce."""
+        products = (" and list_contains([" + ", ".join(f"'{p}'" for p in sorted(self.product)) + "], product_id)"
+                    if self.product else "")
+        years = anchor_years(anchor_from, anchor_to) if anchor_from and anchor_to else ""
+        if self.event == "birthday" and not years:
+            raise ValueError("a birthday anchor needs the window of anchor dates (anchor_from, anchor_to)")
+        return ANCHOR_SQL[self.event].format(n=self.n, years=years, column=self.column,
+                                             table=self.table or DATE_COLUMN_DEFAULT_TABLE, products=products)
+
+    @property
+    def table_read(self) -> str:
+        """The warehouse table the anchor reads first, for a clear error when it is missing."""
+        if self.event == "date_column":
+            return self.table or DATE_COLUMN_DEFAULT_TABLE
+        return {"run_out": "marts.customer_run_out"}.get(self.event, "")
 
 
 class Exit(_Strict):
@@ -213,6 +311,16 @@ class Scenario(_Strict):
         if unknown:
             raise ValueError(f"unknown segment column(s) {unknown}; use one of {list(SEGMENT_COLUMNS)}")
         return segment
+
+    @model_validator(mode="after")
+    def _days_before_only_future_anchors(self) -> "Scenario":
+        """A step before its anchor (negative day) needs an anchor that lies ahead (issue 17, part 3)."""
+        early = [f"steps.{i}.day ({st.id}: {st.day})" for i, st in enumerate(self.steps) if st.day < 0]
+        if early and self.entry.event not in FUTURE_ANCHORS:
+            raise ValueError(f"{', '.join(early)}: a negative day (before the anchor) needs an anchor that lies "
+                             f"ahead ({', '.join(FUTURE_ANCHORS)}); {self.entry.event} is in the past once known: "
+                             "use day >= 0")
+        return self
 
     @model_validator(mode="after")
     def _unique_step_ids(self) -> "Scenario":
@@ -268,3 +376,36 @@ def load_scenarios(folder: Path | None = None) -> list[Scenario]:
     if duplicated:
         raise ScenarioError(f"scenario ids used by more than one file in {folder}: {duplicated}")
     return sorted(scenarios, key=lambda s: (-s.priority, s.id))
+
+
+# --- More anchors (issue 17, part 3): checks against the warehouse ------------------------------------
+_DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+
+
+def entry_problems(con, scenarios: list[Scenario]) -> list[str]:
+    """What an entry names that the warehouse (a DuckDB connection) does not have: a date_column's mart,
+    its customer_id, the column itself (with the date columns it does have) or a non-date column.
+    One line per problem, naming scenario, column and fix; empty when all is there."""
+    problems = []
+    for s in scenarios:
+        if s.entry.event != "date_column":
+            continue
+        table = s.entry.table or DATE_COLUMN_DEFAULT_TABLE
+        schema, name = table.split(".", 1)
+        columns = dict(con.execute(
+            "select column_name, data_type from duckdb_columns() where database_name = current_database() "
+            "and schema_name = ? and table_name = ?", [schema, name]).fetchall())
+        dates = sorted(c for c, t in columns.items() if t.upper() in _DATE_TYPES)
+        where = f"scenario {s.id}: entry.column {s.entry.column!r}"
+        if not columns:
+            problems.append(f"{where}: the warehouse has no table {table}: name an existing mart in entry.table "
+                            "(or run the nightly build first)")
+        elif "customer_id" not in columns:
+            problems.append(f"{where}: {table} has no customer_id column, so its dates cannot anchor a customer")
+        elif s.entry.column not in columns:
+            problems.append(f"{where}: {table} has no such column (列がありません); date columns there: "
+                            f"{', '.join(dates) or '(none)'}")
+        elif s.entry.column not in dates:
+            problems.append(f"{where}: {table}.{s.entry.column} is {columns[s.entry.column]}, not a date or "
+                            f"timestamp (日付の列ではありません); date columns there: {', '.join(dates) or '(none)'}")
+    return problems

@@ -463,11 +463,33 @@ def campaigns_validate() -> None:
                 bad += bool(found)
         mark = "[red]error[/]" if bad else "[green]ok[/]"
         console.print(f"{mark} {s.id} (priority {s.priority}, {len(s.steps)} steps)")
+    problems += _entry_problems(settings, scenarios)  # issue 17 part 3: anchors' columns, against the warehouse
     for line in problems:
         console.print(Text.assemble(("error: ", "bold red"), line), highlight=False)
     if problems:
         console.print(f"{len(problems)} problem(s) in {scenario_dir(settings)}: a send would fail the same way.")
         raise typer.Exit(1)
+
+
+def _entry_problems(settings, scenarios) -> list[str]:
+    """A date_column entry's column checked against the warehouse, when there is one to read (before the
+    first build there is not: the nightly run checks it then). Opened read-only; a warehouse busy with
+    the nightly run is skipped with a note."""
+    import duckdb
+
+    from campaigns.schema import entry_problems
+
+    if not any(s.entry.event == "date_column" for s in scenarios) or not Path(settings.warehouse).is_file():
+        return []
+    try:
+        con = duckdb.connect(str(settings.warehouse), read_only=True)
+    except duckdb.Error as exc:
+        console.print(f"note: entry columns not checked, the warehouse could not be opened ({exc})")
+        return []
+    try:
+        return entry_problems(con, scenarios)
+    finally:
+        con.close()
 
 
 @campaigns_app.command("preview")

@@ -28,6 +28,7 @@ DIM_COLUMNS = {
     "acquisition_media_code": "varchar", "subscription_status": "varchar", "gender": "varchar",
     "is_erased": "boolean", "has_email_consent": "boolean", "has_line_consent": "boolean",
     "has_sms_consent": "boolean", "has_dm_consent": "boolean", "has_phone_consent": "boolean",
+    "birth_date": "date",
 }
 
 
@@ -43,6 +44,8 @@ def make_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
                    ordered_at timestamp, shipped_at timestamp)""")
     con.execute("create table raw.carts (cart_id varchar, customer_id varchar, status varchar, updated_at timestamp)")
     con.execute("create table raw.order_lines (order_id varchar, product_id varchar)")
+    # the run-out anchor's mart (dbt: customer_run_out), its columns the selection reads
+    con.execute("create table marts.customer_run_out (customer_id varchar, product_id varchar, run_out_date date)")
     return con
 
 

@@ -263,7 +263,8 @@ def test_statuses_guests_items_consents_and_customers_map_as_documented(eccube, 
         ("1", "2026-02-01 10:00:00", "ヤマト運輸", ""), ("2", "2026-02-01 10:00:00", "ヤマト運輸", "")]
     assert files["products"] == [{"product_id": "1", "sku": "KZ-AOJ-30", "product_name": "きずな青汁 30日分",
                                   "product_type": "main", "list_price": "4980", "unit_cost": "0",
-                                  "is_subscription_eligible": "false", "updated_at": "2026-02-01 10:00:00"}]
+                                  "is_subscription_eligible": "false", "days_per_unit": "",  # not in EC-CUBE
+                                  "updated_at": "2026-02-01 10:00:00"}]
 
     customers = {c["customer_id"]: c for c in files["customers"]}
     assert set(customers) == {"7", "8", "9", "guest-11"}

@@ -330,7 +330,7 @@ def built(base, tmp_path_factory):
     # What the gate and the campaign engine read, and their parents (not every mart: faster).
     # dbt's own data tests are left out here (tests/test_dbt_models.py runs them): the gate is under test.
     modelling.build_models(settings, stages.send_date_for(TONIGHT), select=[
-        "+campaign_audience", "+customer_rfm", "+f2_conversion", "+cohort_retention_monthly",
+        "+campaign_audience", "+customer_rfm", "+f2_conversion", "+cohort_retention_monthly", "+customer_run_out",
         "--resource-type", "model", "--resource-type", "seed"])
     return root
 

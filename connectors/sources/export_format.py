@@ -127,6 +127,10 @@ EXPORT_FILES: tuple[ExportFile, ...] = (
             _c("list_price", "integer", True, "List price in yen, tax included."),
             _c("unit_cost", "integer", True, "Cost of goods per unit in yen."),
             _c("is_subscription_eligible", "boolean", True, "Whether it can be bought by subscription (定期)."),
+            _c("days_per_unit", "integer", False,
+               "How many days one unit lasts at the recommended use (30 for a 30-day pack); optional, empty when "
+               "it does not apply. With it kizuna knows when a customer's product runs out (the `run_out` "
+               "scenario anchor, docs/anchors.md)."),
             _UPDATED_AT,
         ),
     ),

@@ -22,11 +22,13 @@ class Product:
     list_price: int
     unit_cost: int
     subscription_eligible: bool
+    #: How many days one unit lasts (the export's optional days_per_unit); None: not exported.
+    days_per_unit: int | None = None
 
 
 TRIAL = Product("P001", "KZ-AOJ-T07", "【初回限定】きずな青汁 お試し7日分", "trial", 980, 260, False)
-MAIN = Product("P002", "KZ-AOJ-30", "きずな青汁 30日分", "main", 4980, 1150, True)
-CROSS_SELL = Product("P003", "KZ-KRZ-30", "きずな黒酢カプセル 30日分", "main", 3980, 900, True)
+MAIN = Product("P002", "KZ-AOJ-30", "きずな青汁 30日分", "main", 4980, 1150, True, days_per_unit=30)
+CROSS_SELL = Product("P003", "KZ-KRZ-30", "きずな黒酢カプセル 30日分", "main", 3980, 900, True, days_per_unit=30)
 GIFT = Product("P004", "KZ-GFT-SHK", "ミステリーギフト 青汁シェイカー", "gift", 0, 180, False)
 PRODUCTS: tuple[Product, ...] = (TRIAL, MAIN, CROSS_SELL, GIFT)
 

@@ -946,6 +946,8 @@ def _products(cal: _Calendar) -> Rows:
         "list_price": np.array([p.list_price for p in catalog.PRODUCTS]),
         "unit_cost": np.array([p.unit_cost for p in catalog.PRODUCTS]),
         "is_subscription_eligible": np.array([p.subscription_eligible for p in catalog.PRODUCTS]),
+        # the main products' supply per unit (the run-out anchor); empty for the trial pack and the gift
+        "days_per_unit": np.array([p.days_per_unit or NULL for p in catalog.PRODUCTS], dtype=np.int64),
     })
 
 

@@ -80,6 +80,7 @@ NOT_CARRIED = {
     "customers": ("line_user_id",),
     "orders": ("subscription_id", "delivery_number", "media_code", "coupon_code"),
     "shipments": ("delivered_at",),
+    "products": ("days_per_unit",),  # EC-CUBE has no supply per unit: no run-out anchor (docs/anchors.md)
 }
 TABLE_ORDER = ("customers", "products", "orders", "order_lines", "shipments", "consents")
 
