@@ -111,6 +111,124 @@ def last_run_before(con: duckdb.DuckDBPyConnection, run_date: date) -> date | No
     return con.execute("select max(run_date) from ledger.runs where run_date < ?", [run_date]).fetchone()[0]
 
 
+# ---- journeys: conditions on earlier steps and same-day fallback (docs/journeys.md) ----------------
+#
+# Both join the one selection as small constant tables keyed by (scenario_id, step_id), so the
+# selection stays one set-based statement: `step_channels` expands a step with fallbacks into one
+# candidate row per channel (the first that can reach the customer is kept, `_pick_channel_sql`);
+# `cond` says, per due row of a step with `only_if`, whether its condition is met (`_conditions_sql`).
+
+#: Reasons that belong to one channel: the next fallback channel may still reach the customer.
+REACH_REASONS = ("suppressed", "no_consent", "no_address", "no_parcel")
+#: SendGrid events that prove each reaction (a click proves the open; an open, the delivery).
+_EVENTS_FOR = {"delivered": ("delivered", "open", "click"), "opened": ("open", "click"), "clicked": ("click",)}
+
+
+def _step_channels_sql(scenarios: list[Scenario]) -> str | None:
+    """VALUES of (scenario_id, step_id, channel, option_k, n_options) for steps with fallbacks; None: none has."""
+    rows = [f"('{s.id}', '{st.id}', '{ch}', {k}, {len(st.channels)})"
+            for s in scenarios for st in s.steps if st.fallback for k, ch in enumerate(st.channels, 1)]
+    return ", ".join(rows) if rows else None
+
+
+def _pick_channel_sql(with_fallback: bool) -> str:
+    """Body of CTE `x` over `x_options`: per ledger key, the first channel option that can reach the customer
+    (else the step's own channel, with its reason). A fallback row notes why: `fallback:<channel>:<reason>`."""
+    if not with_fallback:
+        return "select *, cast(null as varchar) as fallback_note from x_options"
+    reach = ", ".join(f"'{r}'" for r in REACH_REASONS)
+    key = "partition by scenario_id, step_id, customer_id, anchor_date"
+    return f"""
+        select * exclude (option_n), cast(null as varchar) as fallback_note
+        from x_options where option_n = 1
+        union all by name
+        select * exclude (pick, option_n, first_channel, first_reason),
+               case when option_k > 1 then 'fallback:' || first_channel || ':' || first_reason end as fallback_note
+        from (
+            select *,
+                row_number() over ({key} order by coalesce(reason in ({reach}), false), option_k) as pick,
+                first_value(channel) over ({key} order by option_k) as first_channel,
+                first_value(reason) over ({key} order by option_k) as first_reason
+            from x_options where option_n > 1
+        ) where pick = 1"""
+
+
+def _conditions_sql(scenarios: list[Scenario], tables: set[str], with_ledger: bool) -> str | None:
+    """CTEs `step_conditions` and `cond` (met: true/false per due row of a step with `only_if`), or None.
+
+    A condition looks at the earlier step's ledger row for the same customer and anchor date and at what
+    followed within `within_days` of that row's run date (its send date; the due date when it has no row):
+    SendGrid's events in raw.message_events (by send id) and orders in marts.fct_orders. The rules:
+    - delivered: sent, and for e-mail a delivered/open/click event in the window; not_delivered: not that;
+    - opened / clicked: an e-mail with an open (or click) / click event in the window;
+      not_opened / not_clicked: not that, except for a message that went out through a channel that reports no
+      opens (a fallback LINE or DM): the customer has had it, so the step is not sent again;
+    - ordered: an order dated in the window; not_ordered: none.
+    Evaluated on the step's due day with what is known then (docs/journeys.md)."""
+    rows = []
+    for s in scenarios:
+        for st in s.steps:
+            if st.only_if is not None:
+                ref = s.condition_step(st)
+                rows.append(f"('{s.id}', '{st.id}', '{st.only_if.kind}', '{st.only_if.step}', "
+                            f"{ref.day if ref else st.day}, {s.condition_days(st)})")
+    if not rows:
+        return None
+    sends = ("ledger.sends" if with_ledger else
+             "(select cast(null as varchar) as send_id, cast(null as varchar) as scenario_id, "
+             "cast(null as varchar) as step_id, cast(null as varchar) as customer_id, cast(null as date) as anchor_date, "
+             "cast(null as varchar) as channel, cast(null as varchar) as status, cast(null as date) as run_date "
+             "where false)")
+    events = ("raw.message_events" if "raw.message_events" in tables else
+              "(select cast(null as varchar) as send_id, cast(null as varchar) as event, "
+              "cast(null as timestamp) as event_at where false)")
+    orders = ("marts.fct_orders" if "marts.fct_orders" in tables else
+              "(select cast(null as varchar) as order_id, cast(null as varchar) as customer_id, "
+              "cast(null as date) as ordered_date where false)")
+
+    def seen(kind: str) -> str:
+        names = ", ".join(f"'{e}'" for e in _EVENTS_FOR[kind])
+        return f"coalesce(bool_or(e.event in ({names})), false)"
+
+    delivered = f"coalesce(k.ref_status = 'sent' and (k.ref_channel <> 'email' or {seen('delivered')}), false)"
+    opened = f"coalesce(k.ref_channel = 'email' and {seen('opened')}, false)"
+    clicked = f"coalesce(k.ref_channel = 'email' and {seen('clicked')}, false)"
+    elsewhere = "coalesce(k.ref_status = 'sent' and k.ref_channel <> 'email', false)"  # no opens to see
+    ordered = "count(o.order_id) > 0"
+    return f"""
+    step_conditions(scenario_id, step_id, kind, ref_step, ref_day, within_days) as (values {', '.join(rows)}),
+    cond_keys as (
+        select distinct f.scenario_id, f.step_id, f.customer_id, f.anchor_date, sc.kind, sc.within_days,
+               r.send_id, r.channel as ref_channel, r.status as ref_status,
+               coalesce(r.run_date, cast(f.anchor_date + sc.ref_day as date)) as ref_on,
+               p.step_id is not null as waiting
+        from fresh f
+        join step_conditions sc on sc.scenario_id = f.scenario_id and sc.step_id = f.step_id
+        left join {sends} r on r.scenario_id = f.scenario_id and r.step_id = sc.ref_step
+             and r.customer_id = f.customer_id and r.anchor_date = f.anchor_date
+        -- the earlier step is itself recorded tonight (a night caught up late): decide tomorrow, on its row
+        left join fresh p on p.scenario_id = f.scenario_id and p.step_id = sc.ref_step
+             and p.customer_id = f.customer_id and p.anchor_date = f.anchor_date
+    ),
+    cond as (
+        select k.scenario_id, k.step_id, k.customer_id, k.anchor_date, k.kind, k.waiting,
+            case k.kind
+                when 'delivered' then {delivered} when 'not_delivered' then not {delivered}
+                when 'opened' then {opened} when 'not_opened' then not ({opened} or {elsewhere})
+                when 'clicked' then {clicked} when 'not_clicked' then not ({clicked} or {elsewhere})
+                when 'ordered' then {ordered} when 'not_ordered' then not {ordered}
+            end as met
+        from cond_keys k
+        left join {events} e on e.send_id = k.send_id and e.event in ('delivered', 'open', 'click')
+             and e.event_at >= cast(k.ref_on as timestamp)
+             and e.event_at < cast(cast(k.ref_on + k.within_days as date) as timestamp)
+        left join {orders} o on k.kind in ('ordered', 'not_ordered') and o.customer_id = k.customer_id
+             and o.ordered_date >= k.ref_on and o.ordered_date < cast(k.ref_on + k.within_days as date)
+        group by k.scenario_id, k.step_id, k.customer_id, k.anchor_date, k.kind, k.waiting, k.ref_status,
+                 k.ref_channel
+    ),"""
+
+
 def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario], run_date: date,
                last_run: date | None) -> tuple[str, dict[str, Any]]:
     """The one SELECT that yields every new ledger row of the night, with its status and detail."""
@@ -176,6 +294,23 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
             conds.append(f"not coalesce({EXIT_CONDITIONS[condition]}, false)")
         filters.append("(" + " and ".join(conds) + ")")
 
+    # journeys (docs/journeys.md): fallback channels and conditions, as separate CTEs
+    step_channels = _step_channels_sql(scenarios)
+    journey_ctes = _conditions_sql(scenarios, tables, ledger.is_attached(con)) or ""
+    if step_channels:
+        journey_ctes += f"""
+    step_channels(scenario_id, step_id, channel, option_k, n_options) as (values {step_channels}),
+    options as (
+        select f.* replace (coalesce(o.channel, f.channel) as channel),
+               coalesce(o.option_k, 1) as option_k, coalesce(o.n_options, 1) as option_n
+        from fresh f left join step_channels o on o.scenario_id = f.scenario_id and o.step_id = f.step_id
+    ),"""
+    candidates = "options" if step_channels else "fresh"
+    cond_join = ("left join cond on cond.scenario_id = x.scenario_id and cond.step_id = x.step_id "
+                 "and cond.customer_id = x.customer_id and cond.anchor_date = x.anchor_date") if "cond as (" in journey_ctes else ""
+    cond_reason = "when not coalesce(cond.met, true) then 'condition:' || cond.kind" if cond_join else ""
+    cond_wait = "and not coalesce(cond.waiting, false)" if cond_join else ""  # no row tonight: decided tomorrow
+
     consent = "case x.channel " + " ".join(f"when '{ch}' then {c}" for ch, (c, _) in CHANNEL_REACH.items()) + " end"
     contact = "case x.channel " + " ".join(f"when '{ch}' then {a}" for ch, (_, a) in CHANNEL_REACH.items()) + " end"
     caps = settings.campaign_caps
@@ -202,8 +337,8 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
             select 1 from ledger.sends l
             where l.scenario_id = x.scenario_id and l.step_id = x.step_id
               and l.customer_id = x.customer_id and l.anchor_date = x.anchor_date)
-    ),
-    x as (
+    ),{journey_ctes}
+    x_options as (
         select x.*,
             case
                 when x.due_date < $lo_live then 'missed'
@@ -215,12 +350,16 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
                 when x.channel = 'insert' and not coalesce(u.last_unshipped >= x.anchor_date, false)
                     then 'no_parcel'
                 when {holdout} then 'held_out'
+                {cond_reason}
             end as reason
-        from fresh x
+        from {candidates} x
         join marts.dim_customers c on c.customer_id = x.customer_id
         left join {audience} a on a.customer_id = x.customer_id
         left join {_unshipped(tables)} u on u.customer_id = x.customer_id
-        where {' or '.join(filters)}
+        {cond_join}
+        where ({' or '.join(filters)}) {cond_wait}
+    ),
+    x as ({_pick_channel_sql(bool(step_channels))}
     ),
     live as (
         select *, first_value(scenario_id) over (
@@ -250,7 +389,8 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
         union all
         select {cols},
             case when nth > ({cap}) then 'capped' else 'planned' end,
-            case when nth > ({cap}) then 'cap:' || ({cap}) || ' per {settings.campaign_cap_days} days' end
+            case when nth > ({cap}) then 'cap:' || ({cap}) || ' per {settings.campaign_cap_days} days'
+                 else fallback_note end
         from capq
     )
     select {send_id} as send_id, {cols}, cast($run_date as date) as run_date, status, detail
@@ -479,7 +619,7 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
         coupon_problem = f"クーポンコードをショップに渡せませんでした (coupon codes not handed to the shop: {_reason(exc)})"
         log.exception("coupon provisioning failed")
 
-    wanted = sorted({st.channel for _, st in steps.values()})
+    wanted = sorted({ch for _, st in steps.values() for ch in st.channels})  # fallback channels too
     with_work = [r[0] for r in con.execute(
         "select distinct channel from ledger.sends where status in ('planned', 'sending', 'unknown') "
         "and list_contains(?::varchar[], channel) order by 1", [wanted]).fetchall()]
@@ -530,6 +670,11 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
         messages, refused = [], []
         for row in batch:
             scenario, step = steps[(row["scenario_id"], row["step_id"])]
+            try:
+                step = step.on_channel(channel_name)  # a fallback row: the step's variant for this channel
+            except ScenarioError as exc:  # the scenario file lost that fallback since the row was planned
+                refused.append(Outcome(row["send_id"], "failed", str(exc)))
+                continue
             if step.offer and step.offer.unique:  # a code the shop cannot honour never goes out in a message
                 if coupon_problem or not coupons.usable(settings, row["coupon_state"]):
                     refused.append(Outcome(row["send_id"], "failed", coupon_problem or coupons.refusal(
