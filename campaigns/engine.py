@@ -718,27 +718,81 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
             break
 
 
+#: Why a row of the selection is not sent, as a marketer reads it (`kizuna campaigns preview`): the ledger
+#: detail's kind -> (key in the audience CSV, label). Japanese first, English in parentheses.
+SKIP_REASONS = {
+    "no_consent": ("consent", "同意なし (no consent)"),
+    "no_address": ("address", "宛先なし (no address)"),
+    "suppressed": ("suppression", "配信停止 (suppressed)"),
+    "erased": ("erased", "削除済み (erased)"),
+    "no_parcel": ("parcel", "同梱する荷物なし (no parcel)"),
+    "missed": ("missed", "配信日を過ぎた (missed)"),
+    "priority": ("priority", "優先シナリオ (priority)"),
+    "condition": ("condition", "条件不成立 (condition)"),
+    "cap": ("cap", "頻度上限 (cap)"),
+    "holdout": ("hold-out", "対照群 (hold-out)"),
+    "fallback": ("fallback", "代替チャネル (fallback)"),
+}
+
+
+def reason_of(status: str, detail: str | None) -> str | None:
+    """The reason key (SKIP_REASONS) of a selected row: None for a message that goes out on its own channel."""
+    kind = (detail or "").split(":", 1)[0]
+    if status == "capped":
+        return "cap"
+    if status == "held_out":
+        return "hold-out"
+    if kind in SKIP_REASONS:
+        return SKIP_REASONS[kind][0]
+    return detail or None
+
+
 @dataclass
 class Preview:
     run_date: date
     counts: list[tuple[str, str, str, str, int]]  # scenario, step, channel, status, rows
     samples: list[tuple[str, str, str, Rendered]]  # scenario, step, channel, rendered
+    #: scenario, step, channel, status, detail (why: `no_consent`, `condition:not_opened`, `fallback:email:...`), rows
+    details: list[tuple[str, str, str, str, str | None, int]] = field(default_factory=list)
+    #: every selected row with its reason (when asked): what `--csv` writes
+    audience: list[dict] | None = None
+
+
+#: The audience CSV's columns (`kizuna campaigns preview --csv`): no personal data beyond the customer id.
+AUDIENCE_COLUMNS = ("scenario_id", "step_id", "customer_id", "anchor_date", "due_date", "channel", "status",
+                    "reason", "detail")
 
 
 def preview_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario],
-                      run_date: date, sample: int = 2) -> Preview:
-    """What a run for `run_date` would record and send, without writing anything (ledger read-only)."""
+                      run_date: date, sample: int = 2, scenario_id: str | None = None,
+                      audience: bool = False) -> Preview:
+    """What a run for `run_date` would record and send, without writing anything (ledger read-only).
+
+    The selection runs over every scenario (priority between them is decided as in a run); `scenario_id`
+    narrows what is shown. `audience`: also every selected row with its reason (`Preview.audience`)."""
+    if scenario_id is not None and scenario_id not in {s.id for s in scenarios}:
+        raise ScenarioError(f"シナリオ {scenario_id!r} はありません (no such scenario); "
+                            f"one of: {', '.join(sorted(s.id for s in scenarios))}")
     ledger.attach(con, settings.ledger, read_only=True)
     sql, params = plan_query(con, settings, scenarios, run_date, last_run_before(con, run_date))
-    counts = con.execute(
-        f"select scenario_id, step_id, channel, status, count(*) from ({sql}) group by all order by all", params
+    where = ""
+    if scenario_id is not None:
+        params = {**params, "preview_scenario": scenario_id}
+        where = "where p.scenario_id = $preview_scenario"
+    details = con.execute(
+        f"select scenario_id, step_id, channel, status, detail, count(*) from ({sql}) p {where} "
+        "group by all order by all", params
     ).fetchall()
+    totals: Counter = Counter()
+    for scenario, step, channel, status, _, n in details:
+        totals[(scenario, step, channel, status)] += n
+    counts = [(*key, n) for key, n in sorted(totals.items())]
     fields = ", ".join("c." + f for f in _CUSTOMER_FIELDS)
     rows = con.execute(
         f"""
-        select p.send_id, p.scenario_id, p.step_id, p.customer_id, p.run_date, {fields}
+        select p.send_id, p.scenario_id, p.step_id, p.channel, p.customer_id, p.run_date, {fields}
         from ({sql}) p join marts.dim_customers c on c.customer_id = p.customer_id
-        where p.status = 'planned'
+        {where + ' and' if where else 'where'} p.status = 'planned'
         qualify row_number() over (partition by p.scenario_id, p.step_id order by p.send_id) <= {int(sample)}
         order by p.scenario_id, p.step_id, p.send_id
         """,
@@ -751,8 +805,16 @@ def preview_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenar
     for values in rows:
         row = dict(zip(names, values))
         scenario, step = steps[(row["scenario_id"], row["step_id"])]
+        step = step.on_channel(row["channel"])  # a fallback row renders the fallback's template
         samples.append((scenario.id, step.id, step.channel, renderer.render(step, row, row["send_id"], run_date)))
-    return Preview(run_date, counts, samples)
+    result = Preview(run_date, counts, samples, details)
+    if audience:
+        cur = con.execute(
+            f"select scenario_id, step_id, customer_id, anchor_date, due_date, channel, status, detail "
+            f"from ({sql}) p {where} order by scenario_id, step_id, customer_id, anchor_date", params)
+        result.audience = [{**dict(zip(AUDIENCE_COLUMNS[:7], r[:7])), "reason": reason_of(r[6], r[7]), "detail": r[7]}
+                           for r in cur.fetchall()]
+    return result
 
 
 def send_date_for(night: date) -> date:
