@@ -164,7 +164,9 @@ def _conditions_sql(scenarios: list[Scenario], tables: set[str], with_ledger: bo
       not_opened / not_clicked: not that, except for a message that went out through a channel that reports no
       opens (a fallback LINE or DM): the customer has had it, so the step is not sent again;
     - ordered: an order dated in the window; not_ordered: none.
-    Evaluated on the step's due day with what is known then (docs/journeys.md)."""
+    Evaluated on the step's due day with what is known then (docs/journeys.md). When the earlier step is due
+    the same night (missed nights caught up), no reaction can be known: the condition is not met (the step is
+    skipped, never sent the same night as the message it depends on)."""
     rows = []
     for s in scenarios:
         for st in s.steps:
@@ -187,45 +189,56 @@ def _conditions_sql(scenarios: list[Scenario], tables: set[str], with_ledger: bo
               "cast(null as date) as ordered_date where false)")
 
     def seen(kind: str) -> str:
-        names = ", ".join(f"'{e}'" for e in _EVENTS_FOR[kind])
-        return f"coalesce(bool_or(e.event in ({names})), false)"
+        return "coalesce(ev." + kind + ", false)"
 
+    flags = ", ".join(f"bool_or(e.event in ({', '.join(repr(n) for n in names)})) as {kind}"
+                      for kind, names in _EVENTS_FOR.items())
     delivered = f"coalesce(k.ref_status = 'sent' and (k.ref_channel <> 'email' or {seen('delivered')}), false)"
     opened = f"coalesce(k.ref_channel = 'email' and {seen('opened')}, false)"
     clicked = f"coalesce(k.ref_channel = 'email' and {seen('clicked')}, false)"
     elsewhere = "coalesce(k.ref_status = 'sent' and k.ref_channel <> 'email', false)"  # no opens to see
-    ordered = "count(o.order_id) > 0"
+    ordered = "coalesce(od.n, 0) > 0"
+    key = "scenario_id, step_id, customer_id, anchor_date"
+    same = " and ".join(f"{{a}}.{c} = k.{c}" for c in key.split(", "))
     return f"""
     step_conditions(scenario_id, step_id, kind, ref_step, ref_day, within_days) as (values {', '.join(rows)}),
     cond_keys as (
         select distinct f.scenario_id, f.step_id, f.customer_id, f.anchor_date, sc.kind, sc.within_days,
                r.send_id, r.channel as ref_channel, r.status as ref_status,
                coalesce(r.run_date, cast(f.anchor_date + sc.ref_day as date)) as ref_on,
-               p.step_id is not null as waiting
+               -- the earlier step is itself due tonight (no row yet: nights caught up late): nothing can be known
+               r.send_id is null and f.anchor_date + sc.ref_day between $lo and $run_date as same_night
         from fresh f
         join step_conditions sc on sc.scenario_id = f.scenario_id and sc.step_id = f.step_id
         left join {sends} r on r.scenario_id = f.scenario_id and r.step_id = sc.ref_step
              and r.customer_id = f.customer_id and r.anchor_date = f.anchor_date
-        -- the earlier step is itself recorded tonight (a night caught up late): decide tomorrow, on its row
-        left join fresh p on p.scenario_id = f.scenario_id and p.step_id = sc.ref_step
-             and p.customer_id = f.customer_id and p.anchor_date = f.anchor_date
+    ),
+    -- what followed the earlier step within the window: its SendGrid events, the customer's orders
+    cond_events as (
+        select {', '.join('k.' + c for c in key.split(', '))}, {flags}
+        from cond_keys k join {events} e on e.send_id = k.send_id
+        where e.event in ('delivered', 'open', 'click') and e.event_at >= cast(k.ref_on as timestamp)
+          and e.event_at < cast(cast(k.ref_on + k.within_days as date) as timestamp)
+        group by all
+    ),
+    cond_orders as (
+        select {', '.join('k.' + c for c in key.split(', '))}, count(*) as n
+        from cond_keys k join {orders} o on o.customer_id = k.customer_id
+        where k.kind in ('ordered', 'not_ordered')
+          and o.ordered_date >= k.ref_on and o.ordered_date < cast(k.ref_on + k.within_days as date)
+        group by all
     ),
     cond as (
-        select k.scenario_id, k.step_id, k.customer_id, k.anchor_date, k.kind, k.waiting,
-            case k.kind
+        select k.scenario_id, k.step_id, k.customer_id, k.anchor_date, k.kind,
+            case when k.same_night then false else case k.kind
                 when 'delivered' then {delivered} when 'not_delivered' then not {delivered}
                 when 'opened' then {opened} when 'not_opened' then not ({opened} or {elsewhere})
                 when 'clicked' then {clicked} when 'not_clicked' then not ({clicked} or {elsewhere})
                 when 'ordered' then {ordered} when 'not_ordered' then not {ordered}
-            end as met
+            end end as met
         from cond_keys k
-        left join {events} e on e.send_id = k.send_id and e.event in ('delivered', 'open', 'click')
-             and e.event_at >= cast(k.ref_on as timestamp)
-             and e.event_at < cast(cast(k.ref_on + k.within_days as date) as timestamp)
-        left join {orders} o on k.kind in ('ordered', 'not_ordered') and o.customer_id = k.customer_id
-             and o.ordered_date >= k.ref_on and o.ordered_date < cast(k.ref_on + k.within_days as date)
-        group by k.scenario_id, k.step_id, k.customer_id, k.anchor_date, k.kind, k.waiting, k.ref_status,
-                 k.ref_channel
+        left join cond_events ev on {same.format(a='ev')}
+        left join cond_orders od on {same.format(a='od')}
     ),"""
 
 
@@ -309,7 +322,6 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
     cond_join = ("left join cond on cond.scenario_id = x.scenario_id and cond.step_id = x.step_id "
                  "and cond.customer_id = x.customer_id and cond.anchor_date = x.anchor_date") if "cond as (" in journey_ctes else ""
     cond_reason = "when not coalesce(cond.met, true) then 'condition:' || cond.kind" if cond_join else ""
-    cond_wait = "and not coalesce(cond.waiting, false)" if cond_join else ""  # no row tonight: decided tomorrow
 
     consent = "case x.channel " + " ".join(f"when '{ch}' then {c}" for ch, (c, _) in CHANNEL_REACH.items()) + " end"
     contact = "case x.channel " + " ".join(f"when '{ch}' then {a}" for ch, (_, a) in CHANNEL_REACH.items()) + " end"
@@ -331,7 +343,7 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
         from anchors a join steps s on a.event = s.event
         where a.anchor_date + s.step_day between $lo and $run_date
     ),
-    fresh as (
+    fresh as {'materialized ' if cond_join else ''}(  -- read again by the conditions: computed once
         select * from due x
         where not exists (
             select 1 from ledger.sends l
@@ -357,7 +369,7 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
         left join {audience} a on a.customer_id = x.customer_id
         left join {_unshipped(tables)} u on u.customer_id = x.customer_id
         {cond_join}
-        where ({' or '.join(filters)}) {cond_wait}
+        where {' or '.join(filters)}
     ),
     x as ({_pick_channel_sql(bool(step_channels))}
     ),
