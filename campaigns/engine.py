@@ -138,6 +138,8 @@ def _pick_channel_sql(with_fallback: bool) -> str:
         return "select *, cast(null as varchar) as fallback_note from x_options"
     reach = ", ".join(f"'{r}'" for r in REACH_REASONS)
     key = "partition by scenario_id, step_id, customer_id, anchor_date"
+    # x_options is materialized when steps have fallbacks (plan_query): read twice here, computed once;
+    # the window sorts the fallback steps' rows only.
     return f"""
         select * exclude (option_n), cast(null as varchar) as fallback_note
         from x_options where option_n = 1
@@ -350,7 +352,7 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
             where l.scenario_id = x.scenario_id and l.step_id = x.step_id
               and l.customer_id = x.customer_id and l.anchor_date = x.anchor_date)
     ),{journey_ctes}
-    x_options as (
+    x_options as {'materialized ' if step_channels else ''}(
         select x.*,
             case
                 when x.due_date < $lo_live then 'missed'
