@@ -175,7 +175,7 @@ def _conditions_sql(scenarios: list[Scenario], tables: set[str], with_ledger: bo
             if st.only_if is not None:
                 ref = s.condition_step(st)
                 rows.append(f"('{s.id}', '{st.id}', '{st.only_if.kind}', '{st.only_if.step}', "
-                            f"{ref.day if ref else st.day}, {s.condition_days(st)})")
+                            f"{ref.day if ref else 'cast(null as integer)'}, {s.condition_days(st)})")
     if not rows:
         return None
     sends = ("ledger.sends" if with_ledger else
