@@ -11,6 +11,11 @@ ledger:
 - plan night 1 again: a re-run of the same night (nothing new; anti-join on the ledger);
 - plan night 2: the next night, with night 1 in the ledger (frequency cap reads it).
 
+The scenario set is the built-in one plus BENCH_JOURNEY, a journey with conditions on earlier steps
+(docs/journeys.md): its day-6 e-mail (LINE fallback) is in the ledger as sent for the customers whose
+day 8 and day 10 fall in tonight's window, and raw.message_events holds their SendGrid events (delivered,
+~35 % opened) among ~2 events per customer of older sends, so the conditions join real volumes.
+
 Baseline in the same run: a plain full scan of dim_customers and campaign_audience
 (`count(*)` with a group-by), so the figures can be read as "N scans". Delivery
 (rendering, channels) is not measured here.
@@ -33,7 +38,7 @@ import duckdb
 import kizuna  # noqa: F401
 from campaigns.engine import CampaignResult, plan, plan_query
 from campaigns import ledger
-from campaigns.schema import load_scenarios
+from campaigns.schema import TEMPLATE_DIR, Scenario, load_scenarios
 from kizuna.config import Settings
 
 BENCH_DIR = Path(__file__).parent
@@ -122,6 +127,63 @@ def build_shop(con: duckdb.DuckDBPyConnection, customers: int, seed: float = 0.4
     """)
 
 
+#: A journey with conditions (docs/journeys.md), added to the built-in scenarios: LINE to those who did not
+#: open the day-6 e-mail, a DM to those who did not order within 4 days of it.
+BENCH_JOURNEY = {
+    "id": "bench_journey", "name": "Bench: conditions on earlier steps", "priority": 50, "stage": "any",
+    "entry": {"event": "first_order"}, "holdout_percent": 5,
+    "steps": [
+        {"id": "d06_mail", "day": 6, "channel": "email", "template": "suppa_info",
+         "fallback": {"channel": "line", "template": "cart_reminder_line"}},
+        {"id": "d08_line", "day": 8, "channel": "line", "template": "cart_reminder_line",
+         "only_if": {"not_opened": "d06_mail", "within_days": 2}},
+        {"id": "d10_dm", "day": 10, "channel": "dm", "template": "suppa_dm_offer",
+         "only_if": {"not_ordered": "d06_mail", "within_days": 4}},
+    ],
+}
+
+
+def seed_journey_history(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """The ledger rows of BENCH_JOURNEY's day-6 e-mail for the anchors whose later steps are due in tonight's
+    window (as earlier nights would have left them), and SendGrid events: theirs, and older noise."""
+    from campaigns.engine import CHANNEL_REACH  # noqa: F401 (the engine's module loaded as a run would)
+
+    lo = RUN_DATE - timedelta(days=settings.catch_up_days)
+    send_id = ledger.send_id_sql("'bench_journey'", "'d06_mail'", "customer_id", "first_order_date")
+    con.execute(f"""
+        insert into ledger.sends (send_id, scenario_id, step_id, customer_id, anchor_date, channel, due_date,
+                                  run_date, status, detail, planned_at, updated_at)
+        select {send_id}, 'bench_journey', 'd06_mail', customer_id, first_order_date,
+               case when has_email_consent then 'email' else 'line' end, first_order_date + 6, first_order_date + 6,
+               'sent', '', now()::timestamp, now()::timestamp
+        from marts.dim_customers
+        where first_order_date between date '{lo}' - 10 and date '{RUN_DATE}' - 8
+          and (has_email_consent or has_line_consent)
+    """)
+    con.execute("create schema if not exists raw")
+    con.execute("""
+        create table raw.message_events as
+        select row_number() over () as store_id, md5(send_id || event) as sg_event_id, event, send_id,
+               scenario_id, step_id, null::varchar as email_sha256,
+               cast(run_date as timestamp) + interval 10 hour + to_minutes(cast(floor(random() * 1500) as bigint))
+                   as event_at,
+               null::varchar as bounce_type, null::varchar as reason, null::varchar as raw_json,
+               now()::timestamp as received_at, now()::timestamp as _loaded_at, null::varchar as url
+        from (
+            select send_id, scenario_id, step_id, run_date, unnest(case when random() < 0.35
+                   then ['delivered', 'open'] else ['delivered'] end) as event
+            from ledger.sends where scenario_id = 'bench_journey' and channel = 'email'
+        )
+    """)
+    con.execute("""
+        insert into raw.message_events
+        select 1000000000 + i, 'noise-' || i, case when i % 3 = 0 then 'open' else 'delivered' end,
+               substr(md5(i::varchar), 1, 24), 'older', 'older', null, timestamp '2026-01-01' + to_minutes(i % 400000),
+               null, null, null, now()::timestamp, now()::timestamp, null
+        from range((select 2 * count(*) from marts.dim_customers)) t(i)
+    """)
+
+
 def timed(fn, *args):
     started = time.perf_counter()
     value = fn(*args)
@@ -134,6 +196,7 @@ def bench(customers: int) -> dict:
     work.mkdir(parents=True)
     settings = Settings(home=BENCH_DIR.parent, data_dir=work)
     scenarios = load_scenarios()
+    scenarios.append(Scenario.model_validate(BENCH_JOURNEY, context={"template_dirs": [TEMPLATE_DIR]}))
     con = duckdb.connect(str(settings.warehouse))
     build_seconds, _ = timed(build_shop, con, customers)
     sizes = {t: con.execute(f"select count(*) from {t}").fetchone()[0]
@@ -143,6 +206,8 @@ def bench(customers: int) -> dict:
         for t in ("marts.dim_customers",)] + [con.execute(
         "select rfm_segment, count(*) from marts.campaign_audience group by all").fetchall()])
     ledger.attach(con, settings.ledger)
+    seed_journey_history(con, settings)
+    sizes["raw.message_events"] = con.execute("select count(*) from raw.message_events").fetchone()[0]
 
     def selection():
         sql, params = plan_query(con, settings, scenarios, RUN_DATE, None)
@@ -163,6 +228,7 @@ def bench(customers: int) -> dict:
         "selection_seconds": selection_seconds, "plan_night1_seconds": plan1_seconds,
         "rerun_night1_seconds": rerun_seconds, "plan_night2_seconds": plan2_seconds,
         "selection_vs_scan": selection_seconds / baseline if baseline else None,
+        "conditions": sum(1 for s in scenarios for st in s.steps if st.only_if),
         "night1_rows_by_status": dict(by_status), "night1_planned": sum(night1.planned.values()),
         "rerun_new_rows": sum(again.recorded.values()), "night2_planned": sum(night2.planned.values()),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -186,7 +252,9 @@ def main() -> None:
                  f"{r['night2_planned']:,}", f"{r['peak_rss_mib']:.0f}"]
         print("  ".join(f"{c:>11}" for c in cells))
     for r in report:
-        print(f"{r['customers']:,} customers, {r['steps']} steps in {r['scenarios']} scenarios; night 1 rows by status: "
+        print(f"{r['customers']:,} customers, {r['steps']} steps in {r['scenarios']} scenarios "
+              f"({r['conditions']} with a condition; {r['rows_raw.message_events']:,} message events); "
+              "night 1 rows by status: "
               f"{r['night1_rows_by_status']}; re-run new rows: {r['rerun_new_rows']}")
     out = BENCH_DIR / "results" / f"campaigns-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

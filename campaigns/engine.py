@@ -111,6 +111,139 @@ def last_run_before(con: duckdb.DuckDBPyConnection, run_date: date) -> date | No
     return con.execute("select max(run_date) from ledger.runs where run_date < ?", [run_date]).fetchone()[0]
 
 
+# ---- journeys: conditions on earlier steps and same-day fallback (docs/journeys.md) ----------------
+#
+# Both join the one selection as small constant tables keyed by (scenario_id, step_id), so the
+# selection stays one set-based statement: `step_channels` expands a step with fallbacks into one
+# candidate row per channel (the first that can reach the customer is kept, `_pick_channel_sql`);
+# `cond` says, per due row of a step with `only_if`, whether its condition is met (`_conditions_sql`).
+
+#: Reasons that belong to one channel: the next fallback channel may still reach the customer.
+REACH_REASONS = ("suppressed", "no_consent", "no_address", "no_parcel")
+#: SendGrid events that prove each reaction (a click proves the open; an open, the delivery).
+_EVENTS_FOR = {"delivered": ("delivered", "open", "click"), "opened": ("open", "click"), "clicked": ("click",)}
+
+
+def _step_channels_sql(scenarios: list[Scenario]) -> str | None:
+    """VALUES of (scenario_id, step_id, channel, option_k, n_options) for steps with fallbacks; None: none has."""
+    rows = [f"('{s.id}', '{st.id}', '{ch}', {k}, {len(st.channels)})"
+            for s in scenarios for st in s.steps if st.fallback for k, ch in enumerate(st.channels, 1)]
+    return ", ".join(rows) if rows else None
+
+
+def _pick_channel_sql(with_fallback: bool) -> str:
+    """Body of CTE `x` over `x_options`: per ledger key, the first channel option that can reach the customer
+    (else the step's own channel, with its reason). A fallback row notes why: `fallback:<channel>:<reason>`."""
+    if not with_fallback:
+        return "select *, cast(null as varchar) as fallback_note from x_options"
+    reach = ", ".join(f"'{r}'" for r in REACH_REASONS)
+    key = "partition by scenario_id, step_id, customer_id, anchor_date"
+    # x_options is materialized when steps have fallbacks (plan_query): read twice here, computed once;
+    # the window sorts the fallback steps' rows only.
+    return f"""
+        select * exclude (option_n), cast(null as varchar) as fallback_note
+        from x_options where option_n = 1
+        union all by name
+        select * exclude (pick, option_n, first_channel, first_reason),
+               case when option_k > 1 then 'fallback:' || first_channel || ':' || first_reason end as fallback_note
+        from (
+            select *,
+                row_number() over ({key} order by coalesce(reason in ({reach}), false), option_k) as pick,
+                first_value(channel) over ({key} order by option_k) as first_channel,
+                first_value(reason) over ({key} order by option_k) as first_reason
+            from x_options where option_n > 1
+        ) where pick = 1"""
+
+
+def _conditions_sql(scenarios: list[Scenario], tables: set[str], with_ledger: bool) -> str | None:
+    """CTEs `step_conditions` and `cond` (met: true/false per due row of a step with `only_if`), or None.
+
+    A condition looks at the earlier step's ledger row for the same customer and anchor date and at what
+    followed within `within_days` of that row's run date (its send date; the due date when it has no row):
+    SendGrid's events in raw.message_events (by send id) and orders in marts.fct_orders. The rules:
+    - delivered: sent, and for e-mail a delivered/open/click event in the window; not_delivered: not that;
+    - opened / clicked: an e-mail with an open (or click) / click event in the window;
+      not_opened / not_clicked: not that, except for a message that went out through a channel that reports no
+      opens (a fallback LINE or DM): the customer has had it, so the step is not sent again;
+    - ordered: an order dated in the window; not_ordered: none.
+    Evaluated on the step's due day with what is known then (docs/journeys.md). When the earlier step is due
+    the same night (missed nights caught up), no reaction can be known: the condition is not met (the step is
+    skipped, never sent the same night as the message it depends on)."""
+    rows = []
+    for s in scenarios:
+        for st in s.steps:
+            if st.only_if is not None:
+                ref = s.condition_step(st)
+                rows.append(f"('{s.id}', '{st.id}', '{st.only_if.kind}', '{st.only_if.step}', "
+                            f"{ref.day if ref else 'cast(null as integer)'}, {s.condition_days(st)})")
+    if not rows:
+        return None
+    sends = ("ledger.sends" if with_ledger else
+             "(select cast(null as varchar) as send_id, cast(null as varchar) as scenario_id, "
+             "cast(null as varchar) as step_id, cast(null as varchar) as customer_id, cast(null as date) as anchor_date, "
+             "cast(null as varchar) as channel, cast(null as varchar) as status, cast(null as date) as run_date "
+             "where false)")
+    events = ("raw.message_events" if "raw.message_events" in tables else
+              "(select cast(null as varchar) as send_id, cast(null as varchar) as event, "
+              "cast(null as timestamp) as event_at where false)")
+    orders = ("marts.fct_orders" if "marts.fct_orders" in tables else
+              "(select cast(null as varchar) as order_id, cast(null as varchar) as customer_id, "
+              "cast(null as date) as ordered_date where false)")
+
+    def seen(kind: str) -> str:
+        return "coalesce(ev." + kind + ", false)"
+
+    flags = ", ".join(f"bool_or(e.event in ({', '.join(repr(n) for n in names)})) as {kind}"
+                      for kind, names in _EVENTS_FOR.items())
+    delivered = f"coalesce(k.ref_status = 'sent' and (k.ref_channel <> 'email' or {seen('delivered')}), false)"
+    opened = f"coalesce(k.ref_channel = 'email' and {seen('opened')}, false)"
+    clicked = f"coalesce(k.ref_channel = 'email' and {seen('clicked')}, false)"
+    elsewhere = "coalesce(k.ref_status = 'sent' and k.ref_channel <> 'email', false)"  # no opens to see
+    ordered = "coalesce(od.n, 0) > 0"
+    key = "scenario_id, step_id, customer_id, anchor_date"
+    same = " and ".join(f"{{a}}.{c} = k.{c}" for c in key.split(", "))
+    return f"""
+    step_conditions(scenario_id, step_id, kind, ref_step, ref_day, within_days) as (values {', '.join(rows)}),
+    cond_keys as (
+        select distinct f.scenario_id, f.step_id, f.customer_id, f.anchor_date, sc.kind, sc.within_days,
+               r.send_id, r.channel as ref_channel, r.status as ref_status,
+               coalesce(r.run_date, cast(f.anchor_date + sc.ref_day as date)) as ref_on,
+               -- the earlier step is itself due tonight (no row yet: nights caught up late): nothing can be known
+               r.send_id is null and f.anchor_date + sc.ref_day between $lo and $run_date as same_night
+        from fresh f
+        join step_conditions sc on sc.scenario_id = f.scenario_id and sc.step_id = f.step_id
+        left join {sends} r on r.scenario_id = f.scenario_id and r.step_id = sc.ref_step
+             and r.customer_id = f.customer_id and r.anchor_date = f.anchor_date
+    ),
+    -- what followed the earlier step within the window: its SendGrid events, the customer's orders
+    cond_events as (
+        select {', '.join('k.' + c for c in key.split(', '))}, {flags}
+        from cond_keys k join {events} e on e.send_id = k.send_id
+        where e.event in ('delivered', 'open', 'click') and e.event_at >= cast(k.ref_on as timestamp)
+          and e.event_at < cast(cast(k.ref_on + k.within_days as date) as timestamp)
+        group by all
+    ),
+    cond_orders as (
+        select {', '.join('k.' + c for c in key.split(', '))}, count(*) as n
+        from cond_keys k join {orders} o on o.customer_id = k.customer_id
+        where k.kind in ('ordered', 'not_ordered')
+          and o.ordered_date >= k.ref_on and o.ordered_date < cast(k.ref_on + k.within_days as date)
+        group by all
+    ),
+    cond as (
+        select k.scenario_id, k.step_id, k.customer_id, k.anchor_date, k.kind,
+            case when k.same_night then false else case k.kind
+                when 'delivered' then {delivered} when 'not_delivered' then not {delivered}
+                when 'opened' then {opened} when 'not_opened' then not ({opened} or {elsewhere})
+                when 'clicked' then {clicked} when 'not_clicked' then not ({clicked} or {elsewhere})
+                when 'ordered' then {ordered} when 'not_ordered' then not {ordered}
+            end end as met
+        from cond_keys k
+        left join cond_events ev on {same.format(a='ev')}
+        left join cond_orders od on {same.format(a='od')}
+    ),"""
+
+
 def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario], run_date: date,
                last_run: date | None) -> tuple[str, dict[str, Any]]:
     """The one SELECT that yields every new ledger row of the night, with its status and detail."""
@@ -178,6 +311,22 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
             conds.append(f"not coalesce({EXIT_CONDITIONS[condition]}, false)")
         filters.append("(" + " and ".join(conds) + ")")
 
+    # journeys (docs/journeys.md): fallback channels and conditions, as separate CTEs
+    step_channels = _step_channels_sql(scenarios)
+    journey_ctes = _conditions_sql(scenarios, tables, ledger.is_attached(con)) or ""
+    if step_channels:
+        journey_ctes += f"""
+    step_channels(scenario_id, step_id, channel, option_k, n_options) as (values {step_channels}),
+    options as (
+        select f.* replace (coalesce(o.channel, f.channel) as channel),
+               coalesce(o.option_k, 1) as option_k, coalesce(o.n_options, 1) as option_n
+        from fresh f left join step_channels o on o.scenario_id = f.scenario_id and o.step_id = f.step_id
+    ),"""
+    candidates = "options" if step_channels else "fresh"
+    cond_join = ("left join cond on cond.scenario_id = x.scenario_id and cond.step_id = x.step_id "
+                 "and cond.customer_id = x.customer_id and cond.anchor_date = x.anchor_date") if "cond as (" in journey_ctes else ""
+    cond_reason = "when not coalesce(cond.met, true) then 'condition:' || cond.kind" if cond_join else ""
+
     consent = "case x.channel " + " ".join(f"when '{ch}' then {c}" for ch, (c, _) in CHANNEL_REACH.items()) + " end"
     contact = "case x.channel " + " ".join(f"when '{ch}' then {a}" for ch, (_, a) in CHANNEL_REACH.items()) + " end"
     caps = settings.campaign_caps
@@ -198,14 +347,14 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
         from anchors a join steps s on a.event = s.event
         where a.anchor_date + s.step_day between $lo and $run_date
     ),
-    fresh as (
+    fresh as {'materialized ' if cond_join else ''}(  -- read again by the conditions: computed once
         select * from due x
         where not exists (
             select 1 from ledger.sends l
             where l.scenario_id = x.scenario_id and l.step_id = x.step_id
               and l.customer_id = x.customer_id and l.anchor_date = x.anchor_date)
-    ),
-    x as (
+    ),{journey_ctes}
+    x_options as {'materialized ' if step_channels else ''}(
         select x.*,
             case
                 when x.due_date < $lo_live then 'missed'
@@ -217,12 +366,16 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
                 when x.channel = 'insert' and not coalesce(u.last_unshipped >= x.anchor_date, false)
                     then 'no_parcel'
                 when {holdout} then 'held_out'
+                {cond_reason}
             end as reason
-        from fresh x
+        from {candidates} x
         join marts.dim_customers c on c.customer_id = x.customer_id
         left join {audience} a on a.customer_id = x.customer_id
         left join {_unshipped(tables)} u on u.customer_id = x.customer_id
+        {cond_join}
         where {' or '.join(filters)}
+    ),
+    x as ({_pick_channel_sql(bool(step_channels))}
     ),
     live as (
         select *, first_value(scenario_id) over (
@@ -252,7 +405,8 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
         union all
         select {cols},
             case when nth > ({cap}) then 'capped' else 'planned' end,
-            case when nth > ({cap}) then 'cap:' || ({cap}) || ' per {settings.campaign_cap_days} days' end
+            case when nth > ({cap}) then 'cap:' || ({cap}) || ' per {settings.campaign_cap_days} days'
+                 else fallback_note end
         from capq
     )
     select {send_id} as send_id, {cols}, cast($run_date as date) as run_date, status, detail
@@ -518,7 +672,7 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
         coupon_problem = f"クーポンコードをショップに渡せませんでした (coupon codes not handed to the shop: {_reason(exc)})"
         log.exception("coupon provisioning failed")
 
-    wanted = sorted({st.channel for _, st in steps.values()})
+    wanted = sorted({ch for _, st in steps.values() for ch in st.channels})  # fallback channels too
     with_work = [r[0] for r in con.execute(
         "select distinct channel from ledger.sends where status in ('planned', 'sending', 'unknown') "
         "and list_contains(?::varchar[], channel) order by 1", [wanted]).fetchall()]
@@ -571,6 +725,11 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
         messages, refused = [], []
         for row in batch:
             scenario, step = steps[(row["scenario_id"], row["step_id"])]
+            try:
+                step = step.on_channel(channel_name)  # a fallback row: the step's variant for this channel
+            except ScenarioError as exc:  # the scenario file lost that fallback since the row was planned
+                refused.append(Outcome(row["send_id"], "failed", str(exc)))
+                continue
             if step.offer and step.offer.unique:  # a code the shop cannot honour never goes out in a message
                 if coupon_problem or not coupons.usable(settings, row["coupon_state"]):
                     refused.append(Outcome(row["send_id"], "failed", coupon_problem or coupons.refusal(
@@ -614,27 +773,81 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
             break
 
 
+#: Why a row of the selection is not sent, as a marketer reads it (`kizuna campaigns preview`): the ledger
+#: detail's kind -> (key in the audience CSV, label). Japanese first, English in parentheses.
+SKIP_REASONS = {
+    "no_consent": ("consent", "同意なし (no consent)"),
+    "no_address": ("address", "宛先なし (no address)"),
+    "suppressed": ("suppression", "配信停止 (suppressed)"),
+    "erased": ("erased", "削除済み (erased)"),
+    "no_parcel": ("parcel", "同梱する荷物なし (no parcel)"),
+    "missed": ("missed", "配信日を過ぎた (missed)"),
+    "priority": ("priority", "優先シナリオ (priority)"),
+    "condition": ("condition", "条件不成立 (condition)"),
+    "cap": ("cap", "頻度上限 (cap)"),
+    "holdout": ("hold-out", "対照群 (hold-out)"),
+    "fallback": ("fallback", "代替チャネル (fallback)"),
+}
+
+
+def reason_of(status: str, detail: str | None) -> str | None:
+    """The reason key (SKIP_REASONS) of a selected row: None for a message that goes out on its own channel."""
+    kind = (detail or "").split(":", 1)[0]
+    if status == "capped":
+        return "cap"
+    if status == "held_out":
+        return "hold-out"
+    if kind in SKIP_REASONS:
+        return SKIP_REASONS[kind][0]
+    return detail or None
+
+
 @dataclass
 class Preview:
     run_date: date
     counts: list[tuple[str, str, str, str, int]]  # scenario, step, channel, status, rows
     samples: list[tuple[str, str, str, Rendered]]  # scenario, step, channel, rendered
+    #: scenario, step, channel, status, detail (why: `no_consent`, `condition:not_opened`, `fallback:email:...`), rows
+    details: list[tuple[str, str, str, str, str | None, int]] = field(default_factory=list)
+    #: every selected row with its reason (when asked): what `--csv` writes
+    audience: list[dict] | None = None
+
+
+#: The audience CSV's columns (`kizuna campaigns preview --csv`): no personal data beyond the customer id.
+AUDIENCE_COLUMNS = ("scenario_id", "step_id", "customer_id", "anchor_date", "due_date", "channel", "status",
+                    "reason", "detail")
 
 
 def preview_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Scenario],
-                      run_date: date, sample: int = 2) -> Preview:
-    """What a run for `run_date` would record and send, without writing anything (ledger read-only)."""
+                      run_date: date, sample: int = 2, scenario_id: str | None = None,
+                      audience: bool = False) -> Preview:
+    """What a run for `run_date` would record and send, without writing anything (ledger read-only).
+
+    The selection runs over every scenario (priority between them is decided as in a run); `scenario_id`
+    narrows what is shown. `audience`: also every selected row with its reason (`Preview.audience`)."""
+    if scenario_id is not None and scenario_id not in {s.id for s in scenarios}:
+        raise ScenarioError(f"シナリオ {scenario_id!r} はありません (no such scenario); "
+                            f"one of: {', '.join(sorted(s.id for s in scenarios))}")
     ledger.attach(con, settings.ledger, read_only=True)
     sql, params = plan_query(con, settings, scenarios, run_date, last_run_before(con, run_date))
-    counts = con.execute(
-        f"select scenario_id, step_id, channel, status, count(*) from ({sql}) group by all order by all", params
+    where = ""
+    if scenario_id is not None:
+        params = {**params, "preview_scenario": scenario_id}
+        where = "where p.scenario_id = $preview_scenario"
+    details = con.execute(
+        f"select scenario_id, step_id, channel, status, detail, count(*) from ({sql}) p {where} "
+        "group by all order by all", params
     ).fetchall()
+    totals: Counter = Counter()
+    for scenario, step, channel, status, _, n in details:
+        totals[(scenario, step, channel, status)] += n
+    counts = [(*key, n) for key, n in sorted(totals.items())]
     fields = ", ".join("c." + f for f in _CUSTOMER_FIELDS)
     rows = con.execute(
         f"""
-        select p.send_id, p.scenario_id, p.step_id, p.customer_id, p.run_date, {fields}
+        select p.send_id, p.scenario_id, p.step_id, p.channel, p.customer_id, p.run_date, {fields}
         from ({sql}) p join marts.dim_customers c on c.customer_id = p.customer_id
-        where p.status = 'planned'
+        {where + ' and' if where else 'where'} p.status = 'planned'
         qualify row_number() over (partition by p.scenario_id, p.step_id order by p.send_id) <= {int(sample)}
         order by p.scenario_id, p.step_id, p.send_id
         """,
@@ -647,8 +860,16 @@ def preview_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenar
     for values in rows:
         row = dict(zip(names, values))
         scenario, step = steps[(row["scenario_id"], row["step_id"])]
+        step = step.on_channel(row["channel"])  # a fallback row renders the fallback's template
         samples.append((scenario.id, step.id, step.channel, renderer.render(step, row, row["send_id"], run_date)))
-    return Preview(run_date, counts, samples)
+    result = Preview(run_date, counts, samples, details)
+    if audience:
+        cur = con.execute(
+            f"select scenario_id, step_id, customer_id, anchor_date, due_date, channel, status, detail "
+            f"from ({sql}) p {where} order by scenario_id, step_id, customer_id, anchor_date", params)
+        result.audience = [{**dict(zip(AUDIENCE_COLUMNS[:7], r[:7])), "reason": reason_of(r[6], r[7]), "detail": r[7]}
+                           for r in cur.fetchall()]
+    return result
 
 
 def send_date_for(night: date) -> date:

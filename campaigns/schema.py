@@ -163,6 +163,77 @@ class Offer(_Strict):
         return self
 
 
+def _check_template(name: str, info: ValidationInfo) -> str:
+    """A template named in a scenario exists (text and subject) in the folders in use."""
+    dirs = (info.context or {}).get("template_dirs") or template_dirs()
+    found = find_template(name, dirs)
+    if found is None:
+        raise ValueError(
+            f"no template {name!r}: add {_shown(dirs[0])}/{name}.txt.j2 (and {name}.subject.j2, "
+            f"optional {name}.mjml.j2 for the HTML e-mail)"
+        )
+    if not (found / f"{name}.subject.j2").is_file():
+        raise ValueError(f"template {name!r} has no subject: add {_shown(found)}/{name}.subject.j2")
+    return name
+
+
+# ---- journeys: conditions on earlier steps and same-day fallback (docs/journeys.md) ----------------
+
+#: What a condition can ask of an earlier step of the same scenario (same customer, same anchor date).
+#: The engine's SQL for each is `campaigns.engine._conditions_sql`.
+CONDITION_KINDS = ("delivered", "not_delivered", "opened", "not_opened", "clicked", "not_clicked",
+                   "ordered", "not_ordered")
+#: Kinds known only from SendGrid's events: the step they name must be an e-mail step.
+EMAIL_EVENT_KINDS = ("opened", "not_opened", "clicked", "not_clicked")
+
+
+class OnlyIf(_Strict):
+    """`only_if`: the step goes out only if the customer did (not) react to an earlier step.
+
+    Exactly one of the kinds names the earlier step; `within_days` is counted from that step's send
+    date (default: the days between the two steps, the longest window the step can see on its day)."""
+
+    delivered: str | None = None
+    not_delivered: str | None = None
+    opened: str | None = None
+    not_opened: str | None = None
+    clicked: str | None = None
+    not_clicked: str | None = None
+    ordered: str | None = None
+    not_ordered: str | None = None
+    within_days: int | None = Field(None, ge=1, description="Days after the earlier step's send date that count.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "OnlyIf":
+        named = [k for k in CONDITION_KINDS if getattr(self, k) is not None]
+        if len(named) != 1:
+            raise ValueError(f"only_if takes exactly one of {list(CONDITION_KINDS)} (naming an earlier step), "
+                             f"got {named or 'none'}; e.g. only_if: {{not_opened: d06_mail, within_days: 2}}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in CONDITION_KINDS if getattr(self, k) is not None)
+
+    @property
+    def step(self) -> str:
+        """The earlier step's id."""
+        return getattr(self, self.kind)
+
+
+class Fallback(_Strict):
+    """The same step through another channel, the same day, for a customer the step's own channel cannot
+    reach (no consent, no address, suppressed on that channel). The step's offer and send time apply."""
+
+    channel: Channel
+    template: str
+
+    @field_validator("template")
+    @classmethod
+    def _template_exists(cls, name: str, info: ValidationInfo) -> str:
+        return _check_template(name, info)
+
+
 class Step(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     day: int = Field(ge=-366, le=3660, description="Days after the anchor event (negative: before an anchor "
@@ -173,20 +244,41 @@ class Step(_Strict):
     send_time: time | Literal["best"] = time(10, 0)
     send_time_fallback: time | None = Field(None, description="With send_time: best, the time for a customer "
                                             "with no opens yet (default 10:00).")
+    # journeys (docs/journeys.md): a condition on an earlier step; channels to try when `channel` cannot reach
+    only_if: OnlyIf | None = None
+    fallback: list[Fallback] = Field(default_factory=list, description="Tried in order (one mapping or a list).")
 
     @field_validator("template")
     @classmethod
     def _template_exists(cls, name: str, info: ValidationInfo) -> str:
-        dirs = (info.context or {}).get("template_dirs") or template_dirs()
-        found = find_template(name, dirs)
-        if found is None:
-            raise ValueError(
-                f"no template {name!r}: add {_shown(dirs[0])}/{name}.txt.j2 (and {name}.subject.j2, "
-                f"optional {name}.mjml.j2 for the HTML e-mail)"
-            )
-        if not (found / f"{name}.subject.j2").is_file():
-            raise ValueError(f"template {name!r} has no subject: add {_shown(found)}/{name}.subject.j2")
-        return name
+        return _check_template(name, info)
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _fallback_list(cls, value: object) -> object:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _fallback_channels_differ(self) -> "Step":
+        channels = [self.channel, *(f.channel for f in self.fallback)]
+        if len(channels) != len(set(channels)):
+            raise ValueError(f"step {self.id}: a fallback must use another channel than the step and the other "
+                             f"fallbacks, got {channels}; remove the repeated one")
+        return self
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The step's channel, then its fallback channels, in the order they are tried."""
+        return (self.channel, *(f.channel for f in self.fallback))
+
+    def on_channel(self, channel: str) -> "Step":
+        """The step as sent through `channel`: itself, or its fallback for that channel (its template)."""
+        if channel == self.channel:
+            return self
+        for f in self.fallback:
+            if f.channel == channel:
+                return self.model_copy(update={"channel": f.channel, "template": f.template, "fallback": []})
+        raise ScenarioError(f"step {self.id} has no {channel} variant (channels: {list(self.channels)})")
 
     @model_validator(mode="after")
     def _fallback_only_with_best(self) -> "Step":
@@ -328,6 +420,49 @@ class Scenario(_Strict):
         if len(ids) != len(set(ids)):
             raise ValueError(f"step ids must be unique within a scenario, got {ids}")
         return self
+
+    @model_validator(mode="after")
+    def _conditions_name_earlier_steps(self) -> "Scenario":
+        for st in self.steps:
+            if st.only_if is not None:
+                _check_condition(self, st)
+        return self
+
+    def condition_step(self, step: Step) -> Step | None:
+        """The earlier step `step`'s condition names; None in a scenario trimmed in code (model_copy does not
+        validate) that left it out: then no row of it is planned, as if it was never sent."""
+        assert step.only_if is not None
+        return next((s for s in self.steps if s.id == step.only_if.step), None)
+
+    def condition_days(self, step: Step) -> int:
+        """The window of `step`'s condition in days after the earlier step's send date (default: the days
+        between the two steps)."""
+        assert step.only_if is not None
+        earlier = self.condition_step(step)
+        return step.only_if.within_days or max(step.day - (earlier.day if earlier else step.day), 1)
+
+
+def _check_condition(scenario: "Scenario", step: Step) -> None:
+    """`only_if` names an earlier step of the same scenario, of a channel that reports what is asked,
+    with a window the step can see whole on its day. Errors name the step and the fix."""
+    cond = step.only_if
+    assert cond is not None
+    where = f"step {step.id} (only_if: {{{cond.kind}: {cond.step}}})"
+    earlier = {s.id: s for s in scenario.steps if s.day < step.day}
+    if cond.step not in earlier:
+        same = [s.id for s in scenario.steps if s.id == cond.step]
+        why = (f"{cond.step} is not before it (day {next(s.day for s in scenario.steps if s.id == cond.step)} "
+               f"vs {step.day})" if same else f"this scenario has no step {cond.step}")
+        raise ValueError(f"{where}: {why}; name an earlier step of this scenario: {sorted(earlier) or 'none'}")
+    ref = earlier[cond.step]
+    if cond.kind in EMAIL_EVENT_KINDS and ref.channel != "email":
+        raise ValueError(f"{where}: opens and clicks are known only for e-mail (SendGrid events), and "
+                         f"{ref.id} is a {ref.channel} step; name an e-mail step, or use delivered/not_delivered")
+    gap = step.day - ref.day
+    if cond.within_days is not None and cond.within_days > gap:
+        raise ValueError(f"{where}: within_days {cond.within_days} is longer than the {gap} day(s) between "
+                         f"{ref.id} (day {ref.day}) and {step.id} (day {step.day}); the step is decided on its "
+                         f"day, so use within_days <= {gap} or move the step to day {ref.day + cond.within_days}")
 
 
 def _shown(folder: Path) -> str:

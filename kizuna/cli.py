@@ -450,7 +450,7 @@ def campaigns_validate() -> None:
     problems: list[str] = []
     for s in scenarios:
         bad = 0
-        for step in s.steps:
+        for step in (st.on_channel(ch) for st in s.steps for ch in st.channels):  # fallback variants too
             try:
                 rendered = renderer.render(step, sample_customer(s.id, step.id), "sample-send-id", send_date)
             except KizunaError as exc:
@@ -496,11 +496,17 @@ def _entry_problems(settings, scenarios) -> list[str]:
 def campaigns_preview(
     run_date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Send date to preview (YYYY-MM-DD)."),
     sample: int = typer.Option(1, help="Rendered sample messages per scenario step."),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="Show this scenario only (its id)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the audience with reasons to this CSV file.",
+                                            dir_okay=False),
 ) -> None:
-    """What a run for --date would record and send, per scenario, step and channel; writes nothing.
+    """Per scenario step: who is due on --date, who would be sent what, and why the others would not be
+    (consent, address, suppression, cap, priority, condition, hold-out, ...); writes nothing.
 
-    Opens the warehouse and the ledger read-only: no message is sent, no ledger row written.
-    """
+    Opens the warehouse and the ledger read-only: no message is sent, no ledger row written. With --csv, every
+    selected customer (id only) with the channel, status and reason is written to that file (UTF-8 with BOM,
+    for Excel). With --scenario, the selection still runs over every scenario (priority is decided as in a
+    run) and only that one is shown."""
     from campaigns.engine import preview_campaigns
     from campaigns.schema import load_scenarios
     from kizuna.warehouse import connect
@@ -511,21 +517,69 @@ def campaigns_preview(
     try:
         scenarios = load_scenarios()
         with connect(settings.warehouse, read_only=True) as con:
-            result = preview_campaigns(con, settings, scenarios, run_date.date(), sample=sample)
+            result = preview_campaigns(con, settings, scenarios, run_date.date(), sample=sample,
+                                       scenario_id=scenario, audience=csv_path is not None)
     except KizunaError as exc:
         _fail(exc)
-    table = _table("scenario", "step", "channel", "status", "rows", title=f"Campaign preview for {run_date.date()}")
-    for scenario, step, channel, status, n in result.counts:
-        table.add_row(scenario, step, channel, status, f"{n:,}")
-    if result.counts:
-        console.print(table)
-    else:
-        console.print("Nothing due on that date (or all already in the ledger).")
-    for scenario, step, channel, rendered in result.samples:
-        console.rule(f"{scenario} · {step} · {channel}")
+    _print_preview_steps(result, run_date.date(), scenario)
+    for scenario_id, step, channel, rendered in result.samples:
+        console.rule(f"{scenario_id} · {step} · {channel}")
         console.print(f"[bold]{rendered.subject}[/]", markup=True)
         console.print(rendered.text, markup=False, highlight=False)
+    if csv_path is not None:
+        try:
+            _write_audience_csv(csv_path, result.audience or [])
+        except OSError as exc:
+            _fail(KizunaError(f"CSV を書けませんでした (could not write {csv_path}: {exc.strerror or exc}); "
+                              "choose a writable path with --csv."))
+        console.print(f"対象者と理由 (audience with reasons): {len(result.audience or []):,} rows → {csv_path}",
+                      highlight=False)
     console.print("[dim]Preview only: nothing was sent and the ledger was not written.[/]")
+
+
+def _print_preview_steps(result, run_date: date, scenario: str | None) -> None:
+    """One line per scenario step: due, to send (per channel; fallback channels marked), not sent and why."""
+    from campaigns.engine import SKIP_REASONS, reason_of
+
+    labels = {key: label for key, label in SKIP_REASONS.values()}
+    steps: dict[tuple[str, str], dict] = {}
+    for scenario_id, step, channel, status, detail, n in result.details:
+        row = steps.setdefault((scenario_id, step), {"due": 0, "send": {}, "why": {}})
+        row["due"] += n
+        reason = reason_of(status, detail)
+        if status == "planned":
+            name = f"{channel} (fallback)" if reason == "fallback" else channel
+            row["send"][name] = row["send"].get(name, 0) + n
+        else:
+            kind = (detail or "").split(":", 1)
+            label = labels.get(reason or "", reason or status)
+            if reason in ("condition", "priority") and len(kind) == 2:
+                label += f" {kind[1]}"
+            row["why"][label] = row["why"].get(label, 0) + n
+    if not steps:
+        console.print("Nothing due on that date (or all already in the ledger)"
+                      + (f" for scenario {scenario}." if scenario else "."))
+        return
+    table = _table("scenario", "step", "対象 (due)", "送信 (send)", "送信しない理由 (not sent: why)",
+                   title=f"Campaign preview for {run_date}")
+    for (scenario_id, step), row in sorted(steps.items()):
+        send = ", ".join(f"{ch} {n:,}" for ch, n in sorted(row["send"].items())) or "0"
+        why = ", ".join(f"{label} {n:,}" for label, n in sorted(row["why"].items(), key=lambda kv: -kv[1])) or "-"
+        table.add_row(scenario_id, step, f"{row['due']:,}", send, why)
+    console.print(table)
+
+
+def _write_audience_csv(path: Path, rows: list[dict]) -> None:
+    """The preview's audience, one row per selected customer and step (UTF-8 with BOM: Excel reads it)."""
+    import csv
+
+    from campaigns.engine import AUDIENCE_COLUMNS
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=AUDIENCE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _print_sends(status: str, limit: int) -> None:
