@@ -18,7 +18,8 @@ Statuses:
   the provider deduplicates (LINE's retry key, within its life; local files), or
   resolved by a person (`kizuna sends unknown`);
 - `skipped` (detail: `missed`, `erased`, `suppressed`, `no_consent`, `no_address`,
-  `priority:<winning scenario>`), `capped` (frequency cap), `held_out` (control group).
+  `no_parcel` (an insert with no unshipped order), `condition:<key>` (a step's `only_if`
+  not met), `priority:<winning scenario>`), `capped` (frequency cap), `held_out` (control group).
 
 `ledger.coupons` holds the unique coupon codes (campaigns/coupons.py): one per send of a step
 whose offer is `unique`, with its expiry and whether the shop has it (`state`: `issued`,
