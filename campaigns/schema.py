@@ -204,6 +204,10 @@ class Step(_Strict):
         changes = {k: getattr(chosen, k) for k in ("template", "offer", "channel") if k in chosen.model_fields_set}
         return self.model_copy(update={**changes, "variants": None})
 
+    def arms(self) -> list["Step"]:
+        """What the step may send: each variant's message (the control first), or the step alone."""
+        return [self.arm(v.id) for v in self.variants] if self.variants else [self]
+
     def variant_bounds(self) -> list[tuple[str, str, int, int]]:
         """(variant id, channel, first bucket, bucket after the last) per variant: the weights as
         consecutive ranges of 0..VARIANT_BUCKETS, the last ending exactly there (no customer left out)."""

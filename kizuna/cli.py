@@ -470,7 +470,7 @@ def campaigns_validate() -> None:
     problems: list[str] = []
     for s in scenarios:
         bad = 0
-        for step in s.steps:
+        for step in (arm for st in s.steps for arm in st.arms()):  # each A/B variant's own message too
             try:
                 rendered = renderer.render(step, sample_customer(s.id, step.id), "sample-send-id", send_date)
             except KizunaError as exc:

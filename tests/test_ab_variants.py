@@ -166,3 +166,24 @@ def test_bad_variants_are_named_with_file_step_and_fix(tmp_path, variants, expec
     message = str(error.value)
     assert "ab_test.yaml" in message and expected in message
     assert "coupon" in message  # the step, by its id
+
+
+def test_validate_renders_every_variant(tmp_path):
+    """`kizuna campaigns validate` renders each variant's own template: a broken variant B is found
+    before a night sends it (the control renders fine)."""
+    import os
+    import subprocess
+    import sys
+
+    shop = tmp_path / "shop"
+    (shop / "templates").mkdir(parents=True)
+    (shop / "templates" / "broken_b.subject.j2").write_text("件名 B", encoding="utf-8")
+    (shop / "templates" / "broken_b.txt.j2").write_text("{{ customer.lst_name }} 様\n", encoding="utf-8")
+    data = scenario_data(variants=[{"id": "a", "weight": 50}, {"id": "b", "weight": 50, "template": "broken_b"}])
+    (shop / "ab_test.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    kizuna = Path(sys.executable).with_name("kizuna")
+    done = subprocess.run([str(kizuna), "campaigns", "validate"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KIZUNA_SCENARIOS_DIR": str(shop), "COLUMNS": "400"})
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stdout + done.stderr
+    assert "broken_b.txt.j2:1:" in errors[0] and "customer.lst_name" in errors[0]
