@@ -38,7 +38,7 @@ import duckdb
 import kizuna  # noqa: F401
 from campaigns.engine import CampaignResult, plan, plan_query
 from campaigns import ledger
-from campaigns.schema import TEMPLATE_DIR, Scenario, load_scenarios
+from campaigns.schema import TEMPLATE_DIR, Scenario, Variant, load_scenarios
 from kizuna.config import Settings
 
 BENCH_DIR = Path(__file__).parent
@@ -184,6 +184,20 @@ def seed_journey_history(con: duckdb.DuckDBPyConnection, settings: Settings) -> 
     """)
 
 
+def with_ab_test(scenarios: list) -> list:
+    """The built-in scenarios with an A/B test on the F2 thank-you (three variants: the step, another
+    template, LINE), so that the timed selection assigns variants in SQL as a shop running tests would."""
+    out = []
+    for s in scenarios:
+        if s.id == "f2_standard":
+            first = s.steps[0]
+            variants = [Variant(id="a", weight=50), Variant(id="b", weight=30, template="f2_usage_guide"),
+                        Variant(id="c", weight=20, channel="line", template="cart_reminder_line")]
+            s = s.model_copy(update={"steps": [first.model_copy(update={"variants": variants}), *s.steps[1:]]})
+        out.append(s)
+    return out
+
+
 def timed(fn, *args):
     started = time.perf_counter()
     value = fn(*args)
@@ -195,7 +209,7 @@ def bench(customers: int) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     settings = Settings(home=BENCH_DIR.parent, data_dir=work)
-    scenarios = load_scenarios()
+    scenarios = with_ab_test(load_scenarios())
     scenarios.append(Scenario.model_validate(BENCH_JOURNEY, context={"template_dirs": [TEMPLATE_DIR]}))
     con = duckdb.connect(str(settings.warehouse))
     build_seconds, _ = timed(build_shop, con, customers)

@@ -26,7 +26,7 @@ import duckdb
 
 from campaigns import coupons, ledger
 from campaigns.render import Rendered, Renderer
-from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, Scenario, Step, entry_problems
+from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, VARIANT_BUCKETS, Scenario, Step, entry_problems
 from campaigns.unsubscribe import fold_unsubscribes
 from connectors.channels.base import ALWAYS, Channel, Message, Outcome
 from connectors.channels.registry import require_sender_identity
@@ -89,6 +89,41 @@ def in_holdout(customer_id: str, scenario_id: str, percent: float) -> bool:
     """The hold-out rule in Python (the SQL below computes the same): stable across runs and machines."""
     bucket = int(hashlib.md5(f"{scenario_id}|{customer_id}".encode()).hexdigest()[:8], 16) % 10000
     return bucket < percent * 100
+
+
+# --- A/B variants (issue 17, part 2) ---------------------------------------------------------------
+#: The customer's variant bucket of a step, in SQL over the step row `s` and the anchor row `a`: md5 of
+#: 'variant|scenario|step|customer', so that it is stable across runs and anchors and independent of the
+#: hold-out's hash (md5 of 'scenario|customer'). `variant_bucket` computes the same in Python.
+VARIANT_BUCKET_SQL = ("((('0x' || substr(md5('variant|' || s.scenario_id || '|' || s.step_id || '|' || a.customer_id), "
+                      f"1, 8))::bigint % {VARIANT_BUCKETS}))")
+
+
+def variant_bucket(scenario_id: str, step_id: str, customer_id: str) -> int:
+    """The bucket (0..VARIANT_BUCKETS-1) VARIANT_BUCKET_SQL gives a customer for a step."""
+    digest = hashlib.md5(f"variant|{scenario_id}|{step_id}|{customer_id}".encode()).hexdigest()
+    return int(digest[:8], 16) % VARIANT_BUCKETS
+
+
+def variant_for(scenario_id: str, step: Step, customer_id: str) -> str | None:
+    """The variant of `step` a customer gets (None: the step has no variants), as the selection assigns it."""
+    bucket = variant_bucket(scenario_id, step.id, customer_id)
+    return next((v for v, _, lo, hi in step.variant_bounds() if lo <= bucket < hi), None)
+
+
+def _variant_step_rows(scenario_sql: str, step: Step, tail: str) -> list[str]:
+    """The `steps` table's rows of one step: one per variant (its id, channel and bucket range), or one with
+    null variant columns. `scenario_sql` and `tail` are the step row's other values around the channel."""
+    if not step.variants:
+        return [f"({scenario_sql}, '{step.channel}', {tail}, cast(null as varchar), cast(null as integer), "
+                "cast(null as integer))"]
+    return [f"({scenario_sql}, '{channel}', {tail}, '{variant}', {lo}, {hi})"
+            for variant, channel, lo, hi in step.variant_bounds()]
+
+
+def step_channels(step: Step) -> set[str]:
+    """Every channel a step may send on: its own, its variants' and their fallbacks'."""
+    return {ch for arm in step.arms() for ch in arm.channels}
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -267,8 +302,8 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
     for s in scenarios:
         holdout = s.holdout_percent if s.holdout_percent is not None else settings.campaign_holdout_percent
         for st in s.steps:
-            step_rows.append(f"('{s.id}', '{st.id}', {st.day}, '{st.channel}', {s.priority}, '{s.entry.key}', "
-                             f"{float(holdout)})")
+            step_rows += _variant_step_rows(f"'{s.id}', '{st.id}', {st.day}", st,
+                                            f"{s.priority}, '{s.entry.key}', {float(holdout)}")
             lo_day, hi_day = windows.get(s.entry.key, (st.day, st.day))
             windows[s.entry.key] = (min(lo_day, st.day), max(hi_day, st.day))
     anchor_parts = []
@@ -337,15 +372,18 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
     holdout = "((('0x' || substr(md5(x.scenario_id || '|' || x.customer_id), 1, 8))::bigint % 10000) < x.hold_pct * 100)"
     send_id = ledger.send_id_sql("scenario_id", "step_id", "customer_id", "anchor_date")
     contact_statuses = ", ".join(f"'{s}'" for s in ledger.CONTACT_STATUSES)
-    cols = "scenario_id, step_id, customer_id, anchor_date, channel, due_date"
+    cols = "scenario_id, step_id, customer_id, anchor_date, channel, due_date, variant"
     sql = f"""
     with
-    steps(scenario_id, step_id, step_day, channel, priority, event, hold_pct) as (values {', '.join(step_rows)}),
+    steps(scenario_id, step_id, step_day, channel, priority, event, hold_pct, variant, var_lo, var_hi)
+        as (values {', '.join(step_rows)}),
     anchors as (select distinct * from ({' union all '.join(anchor_parts)})),
     due as (
         select s.*, a.customer_id, a.anchor_date, cast(a.anchor_date + s.step_day as date) as due_date
         from anchors a join steps s on a.event = s.event
         where a.anchor_date + s.step_day between $lo and $run_date
+          and case when s.var_lo is null then true
+                   else {VARIANT_BUCKET_SQL} >= s.var_lo and {VARIANT_BUCKET_SQL} < s.var_hi end
     ),
     fresh as {'materialized ' if cond_join else ''}(  -- read again by the conditions: computed once
         select * from due x
@@ -439,9 +477,9 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: list[Sce
     rows = con.execute(
         f"""
         insert into ledger.sends (send_id, scenario_id, step_id, customer_id, anchor_date, channel, due_date,
-                                  run_date, status, detail, planned_at, updated_at)
+                                  run_date, status, detail, planned_at, updated_at, variant)
         select send_id, scenario_id, step_id, customer_id, anchor_date, channel, due_date, run_date, status, detail,
-               now()::timestamp, now()::timestamp
+               now()::timestamp, now()::timestamp, variant
         from ({sql})
         returning scenario_id, step_id, channel, status
         """,
@@ -506,7 +544,7 @@ def _deliverable(con: duckdb.DuckDBPyConnection, channel: str, with_unknown: boo
     rows = con.execute(
         f"""
         select s.send_id, s.scenario_id, s.step_id, s.customer_id, s.anchor_date, s.run_date, s.status,
-               s.handed_over_at, {', '.join('c.' + f for f in _CUSTOMER_FIELDS)},
+               s.handed_over_at, s.variant, {', '.join('c.' + f for f in _CUSTOMER_FIELDS)},
                cp.code as coupon_code, cp.expires_on as coupon_expires_on, cp.state as coupon_state,
                cp.detail as coupon_detail
         from ledger.sends s
@@ -672,7 +710,7 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
         coupon_problem = f"クーポンコードをショップに渡せませんでした (coupon codes not handed to the shop: {_reason(exc)})"
         log.exception("coupon provisioning failed")
 
-    wanted = sorted({ch for _, st in steps.values() for ch in st.channels})  # fallback channels too
+    wanted = sorted({ch for _, st in steps.values() for ch in step_channels(st)})  # A/B and fallback channels
     with_work = [r[0] for r in con.execute(
         "select distinct channel from ledger.sends where status in ('planned', 'sending', 'unknown') "
         "and list_contains(?::varchar[], channel) order by 1", [wanted]).fetchall()]
@@ -725,6 +763,7 @@ def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel:
         messages, refused = [], []
         for row in batch:
             scenario, step = steps[(row["scenario_id"], row["step_id"])]
+            step = step.arm(row["variant"])  # an A/B variant's template, offer and channel
             try:
                 step = step.on_channel(channel_name)  # a fallback row: the step's variant for this channel
             except ScenarioError as exc:  # the scenario file lost that fallback since the row was planned
@@ -845,10 +884,10 @@ def preview_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenar
     fields = ", ".join("c." + f for f in _CUSTOMER_FIELDS)
     rows = con.execute(
         f"""
-        select p.send_id, p.scenario_id, p.step_id, p.channel, p.customer_id, p.run_date, {fields}
+        select p.send_id, p.scenario_id, p.step_id, p.channel, p.customer_id, p.run_date, p.variant, {fields}
         from ({sql}) p join marts.dim_customers c on c.customer_id = p.customer_id
         {where + ' and' if where else 'where'} p.status = 'planned'
-        qualify row_number() over (partition by p.scenario_id, p.step_id order by p.send_id) <= {int(sample)}
+        qualify row_number() over (partition by p.scenario_id, p.step_id, p.variant order by p.send_id) <= {int(sample)}
         order by p.scenario_id, p.step_id, p.send_id
         """,
         params,
@@ -860,7 +899,7 @@ def preview_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenar
     for values in rows:
         row = dict(zip(names, values))
         scenario, step = steps[(row["scenario_id"], row["step_id"])]
-        step = step.on_channel(row["channel"])  # a fallback row renders the fallback's template
+        step = step.arm(row["variant"]).on_channel(row["channel"])  # the A/B variant's, or the fallback's message
         samples.append((scenario.id, step.id, step.channel, renderer.render(step, row, row["send_id"], run_date)))
     result = Preview(run_date, counts, samples, details)
     if audience:

@@ -21,6 +21,9 @@ Statuses:
   `no_parcel` (an insert with no unshipped order), `condition:<key>` (a step's `only_if`
   not met), `priority:<winning scenario>`), `capped` (frequency cap), `held_out` (control group).
 
+`variant` is the A/B variant of the step the customer was assigned (docs/ab-tests.md), null when the
+step has none; the history stays when a marketer promotes a winner and removes the variants.
+
 `ledger.coupons` holds the unique coupon codes (campaigns/coupons.py): one per send of a step
 whose offer is `unique`, with its expiry and whether the shop has it (`state`: `issued`,
 `created` in Shopify, `failed` with the reason in `detail`).
@@ -75,6 +78,8 @@ _DDL = [
     "alter table ledger.sends add column if not exists attempts integer default 0",
     "alter table ledger.sends add column if not exists failures integer default 0",
     "alter table ledger.sends add column if not exists retry boolean default true",
+    # A/B tests (issue 17, part 2): the variant of the step this send carries (null: the step has none).
+    "alter table ledger.sends add column if not exists variant varchar",
     """
     create table if not exists ledger.suppressions (
         customer_id varchar not null,

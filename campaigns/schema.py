@@ -234,6 +234,29 @@ class Fallback(_Strict):
         return _check_template(name, info)
 
 
+# --- A/B variants (issue 17, part 2) ---------------------------------------------------------
+#: At most this many variants per step: each is compared with the first (the control), and more
+#: comparisons need a stricter threshold (Bonferroni, see docs/ab-tests.md) and more sends.
+MAX_VARIANTS = 5
+#: Variant buckets: the customer's hash modulo this, split by the weights (the hold-out uses the same scale).
+VARIANT_BUCKETS = 10000
+
+
+class Variant(_Strict):
+    """One arm of a step's A/B test. Fields left out inherit the step's (template, offer, channel);
+    `offer: null` sends this arm with no offer. The first variant of a step is the control."""
+    id: str = Field(pattern=r"^[a-z0-9_]{1,20}$", description="Short id (a, b, no_coupon, ...); shown in the verdict.")
+    weight: float = Field(gt=0, description="Relative share of the step's customers (50/50, 1/1, 80/20, ...).")
+    template: str | None = None
+    offer: Offer | None = None
+    channel: Channel | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _variant_template_exists(cls, name: str | None, info: ValidationInfo) -> str | None:
+        return None if name is None else _check_template(name, info)
+
+
 class Step(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     day: int = Field(ge=-366, le=3660, description="Days after the anchor event (negative: before an anchor "
@@ -247,6 +270,8 @@ class Step(_Strict):
     # journeys (docs/journeys.md): a condition on an earlier step; channels to try when `channel` cannot reach
     only_if: OnlyIf | None = None
     fallback: list[Fallback] = Field(default_factory=list, description="Tried in order (one mapping or a list).")
+    variants: list[Variant] | None = Field(
+        None, description="A/B test: two or more variants with weights (docs/ab-tests.md); the first is the control.")
 
     @field_validator("template")
     @classmethod
@@ -298,6 +323,60 @@ class Step(_Strict):
     def uses_best_time(self) -> bool:
         """`send_time: best` on a channel that delivers at a time (a printed list ignores it)."""
         return self.send_time == "best" and self.channel in TIMED_CHANNELS
+
+    # --- A/B variants (issue 17, part 2) ---
+    @model_validator(mode="after")
+    def _valid_variants(self) -> "Step":
+        if self.variants is None:
+            return self
+        where = f"step {self.id}"
+        if len(self.variants) < 2:
+            raise ValueError(f"{where}: an A/B test needs at least two variants (e.g. [{{id: a, weight: 50}}, "
+                             f"{{id: b, weight: 50, template: {self.template}_b}}]); to promote a winner, "
+                             "remove `variants` and put the winner's template/offer/channel on the step")
+        if len(self.variants) > MAX_VARIANTS:
+            raise ValueError(f"{where}: at most {MAX_VARIANTS} variants (got {len(self.variants)}); "
+                             "each needs its own sends: test fewer at a time")
+        if self.fallback:
+            raise ValueError(f"{where}: a step with an A/B test cannot have a fallback channel yet (each variant "
+                             "may send on a channel of its own): remove `fallback` or `variants`")
+        ids = [v.id for v in self.variants]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"{where}: variant ids must be unique, got {ids}")
+        if any(self.arm(v.id).offer and self.arm(v.id).offer.unique for v in self.variants):
+            raise ValueError(f"{where}: single-use codes (offer unique: true) are not supported in an A/B test yet: "
+                             "give each variant a shared code of its own (offer: {code: F2-B20, ...})")
+        same = [v.id for v in self.variants[1:] if self.arm(v.id) == self.arm(self.variants[0].id)]
+        if same:
+            raise ValueError(f"{where}: variant(s) {same} send exactly what {self.variants[0].id} sends: give each "
+                             "its own template, offer or channel")
+        return self
+
+    def arm(self, variant: str | None) -> "Step":
+        """The step as variant `variant` sends it: its template, offer and channel where it sets them, the
+        step's otherwise (same id, day and send time). None, or a variant the step no longer has (a
+        promoted winner), is the step itself."""
+        chosen = next((v for v in self.variants or () if v.id == variant), None)
+        if chosen is None:
+            return self
+        changes = {k: getattr(chosen, k) for k in ("template", "offer", "channel") if k in chosen.model_fields_set}
+        return self.model_copy(update={**changes, "variants": None})
+
+    def arms(self) -> list["Step"]:
+        """What the step may send: each variant's message (the control first), or the step alone."""
+        return [self.arm(v.id) for v in self.variants] if self.variants else [self]
+
+    def variant_bounds(self) -> list[tuple[str, str, int, int]]:
+        """(variant id, channel, first bucket, bucket after the last) per variant: the weights as
+        consecutive ranges of 0..VARIANT_BUCKETS, the last ending exactly there (no customer left out)."""
+        total = sum(v.weight for v in self.variants or ())
+        out, lo, running = [], 0, 0.0
+        for i, v in enumerate(self.variants or ()):
+            running += v.weight
+            hi = VARIANT_BUCKETS if i == len(self.variants) - 1 else round(running / total * VARIANT_BUCKETS)
+            out.append((v.id, self.arm(v.id).channel, lo, hi))
+            lo = hi
+        return out
 
 
 #: Channels a message reaches at a chosen time; DM, phone and package-insert lists ignore send_time.
@@ -473,9 +552,18 @@ def _shown(folder: Path) -> str:
         return str(folder)
 
 
-def _describe(error: dict) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+def _describe(error: dict, data: dict | None = None) -> str:
+    where = (".".join(str(p) for p in error["loc"]) or "(top level)") + _step_named(error["loc"], data)
     return f"  - {where}: {error['msg']}"
+
+
+def _step_named(loc: tuple, data: dict | None) -> str:
+    """` (step <id>)` after an error's location inside a step, so a marketer finds it without counting."""
+    steps = (data or {}).get("steps")
+    if len(loc) > 1 and loc[0] == "steps" and isinstance(loc[1], int) and isinstance(steps, list) \
+            and loc[1] < len(steps) and isinstance(steps[loc[1]], dict) and steps[loc[1]].get("id"):
+        return f" (step {steps[loc[1]]['id']})"
+    return ""
 
 
 def load_scenario(path: Path, dirs: list[Path] | None = None) -> Scenario:
@@ -491,7 +579,7 @@ def load_scenario(path: Path, dirs: list[Path] | None = None) -> Scenario:
     try:
         return Scenario.model_validate(data, context={"template_dirs": dirs or template_dirs()})
     except ValidationError as exc:
-        lines = "\n".join(_describe(e) for e in exc.errors())
+        lines = "\n".join(_describe(e, data) for e in exc.errors())
         raise ScenarioError(f"{path.name}: invalid scenario:\n{lines}") from None
 
 

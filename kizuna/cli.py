@@ -450,7 +450,7 @@ def campaigns_validate() -> None:
     problems: list[str] = []
     for s in scenarios:
         bad = 0
-        for step in (st.on_channel(ch) for st in s.steps for ch in st.channels):  # fallback variants too
+        for step in (m.on_channel(ch) for st in s.steps for m in st.arms() for ch in m.channels):  # A/B, fallback
             try:
                 rendered = renderer.render(step, sample_customer(s.id, step.id), "sample-send-id", send_date)
             except KizunaError as exc:

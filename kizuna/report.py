@@ -327,7 +327,34 @@ def _campaign_results(con: duckdb.DuckDBPyConnection, marts: set[str]) -> dict:
                                    f"hold-out {pct(lift[i]['holdout_conversion_rate'])} of {lift[i]['holdout_customers']:,}"
                                    + (f" · {lift[i]['lift_warning']}" if lift[i]["lift_warning"] else "")),
             )
+    out["variants"] = _variant_results(con, marts)
     return out
+
+
+# --- A/B variants (issue 17, part 2) ---------------------------------------------------------------------
+def variant_verdict_label(verdict: str | None) -> str:
+    """The verdict as a marketer reads it: Japanese first, the mart's value in parentheses."""
+    if verdict is None:
+        return "対照 (control)"
+    if verdict.endswith(" wins"):
+        return f"{verdict[:-len(' wins')]} の勝ち ({verdict})"
+    return f"まだ差は言えません ({verdict})"
+
+
+def _variant_results(con: duckdb.DuckDBPyConnection, marts: set[str]) -> list[dict]:
+    """Each A/B-tested step's variants (marts.campaign_variant_results), the control first."""
+    if "campaign_variant_results" not in marts:
+        return []
+    rows = _rows(con, """
+        select scenario_id, step_id, variant, is_control, channel, sent_count, opened_count, clicked_count,
+               converted_count, conversion_rate, conversion_revenue, rate_difference, difference_ci_low,
+               difference_ci_high, still_needed_per_variant, verdict
+        from marts.campaign_variant_results
+        order by scenario_id, step_id, is_control desc, variant
+    """)
+    for r in rows:
+        r["verdict_label"] = variant_verdict_label(r["verdict"])
+    return rows
 
 
 

@@ -321,7 +321,7 @@ def test_the_loader_creates_the_raw_tables_the_dbt_sources_declare(tmp_path: Pat
     finally:
         con.close()
     assert {t for t, _ in created} == {"campaign_scenarios", "campaign_sends", "message_events", "line_follow_events",
-                                       "campaign_coupons"}
+                                       "campaign_coupons", "campaign_send_variants", "campaign_step_variants"}
     assert declared <= created, declared - created
 
 

@@ -83,4 +83,25 @@ create table if not exists raw.campaign_sends (
     _loaded_at timestamp not null
 )
 {#-end-#};
+{#- A/B variants (issue 17, part 2): the variant of each send (ledger.sends.variant, when set), and the
+    variants the scenario files define now (position 1 is the control). -#}
+{#-ddl-#}
+create table if not exists raw.campaign_send_variants (
+    send_id varchar primary key,
+    scenario_id varchar not null,
+    step_id varchar not null,
+    variant varchar not null,
+    _loaded_at timestamp not null
+)
+{#-end-#};
+{#-ddl-#}
+create table if not exists raw.campaign_step_variants (
+    scenario_id varchar not null,
+    step_id varchar not null,
+    variant varchar not null,
+    position integer not null,
+    weight double not null,
+    _loaded_at timestamp not null
+)
+{#-end-#};
 {% endmacro %}

@@ -282,6 +282,21 @@ def _apply_feedback(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     return added, lifted, unmatched
 
 
+def _copy_variants(con, scenarios: Sequence[Scenario], loaded_at: datetime) -> None:
+    """A/B tests (issue 17, part 2): each send's variant, and the variants the files define now (the first
+    is the control), for marts.campaign_variant_results."""
+    con.execute("delete from raw.campaign_send_variants")
+    con.execute("""
+        insert into raw.campaign_send_variants
+        select send_id, scenario_id, step_id, variant, ? from ledger.sends where variant is not null
+    """, [loaded_at])
+    con.execute("delete from raw.campaign_step_variants")
+    rows = [(s.id, st.id, v.id, position, v.weight, loaded_at)
+            for s in scenarios for st in s.steps for position, v in enumerate(st.variants or (), 1)]
+    if rows:
+        con.executemany("insert into raw.campaign_step_variants values (?, ?, ?, ?, ?, ?)", rows)
+
+
 def load_events(settings: Settings, scenarios: Sequence[Scenario] | None = None) -> EventsLoadResult:
     """Copy new webhook events, the ledger's sends and the scenarios' goals (default: the built-in
     scenario folder's) into the warehouse; apply feedback to the ledger."""
@@ -308,6 +323,7 @@ def load_events(settings: Settings, scenarios: Sequence[Scenario] | None = None)
             con.execute("delete from raw.campaign_scenarios")
             con.executemany("insert into raw.campaign_scenarios values (?, ?, ?, ?, ?)", [
                 (s.id, s.name, s.exit.goal, s.holdout_percent, loaded_at) for s in scenarios])
+            _copy_variants(con, scenarios, loaded_at)
             # Unique coupon codes (campaigns/coupons.py): campaign_performance counts the redeemed ones.
             con.execute("delete from raw.campaign_coupons")
             con.execute("""
