@@ -187,6 +187,13 @@ class Settings(BaseSettings):
     coupon_code_length: int = Field(10, ge=8, le=24, description="Random characters of a unique coupon code (after "
                                     "the step's prefix), from an alphabet without 0/O/1/I/L.")
 
+    # Analysts (issue 18 item 5; docs/analysts.md): the night is built in `warehouse` and, once its marts
+    # passed their gate, copied whole to this file and swapped in atomically. Analysts open this one.
+    published_warehouse: Path | None = Field(
+        None, description="The warehouse analysts open (read-only): a copy of KIZUNA_WAREHOUSE published after "
+        "each night's marts passed their gate, replaced in one atomic rename, so a reader never blocks the run "
+        "nor sees half a night (default: <data_dir>/warehouse.published.duckdb).")
+
     @property
     def sendgrid_webhook_public_key(self):
         """SendGrid Event Webhook verification key (base64 DER, as shown by SendGrid), a SecretStr."""
@@ -210,6 +217,7 @@ class Settings(BaseSettings):
         self.landing_dir = (self.landing_dir or data / "landing").resolve()
         self.archive_dir = (self.archive_dir or data / "archive").resolve()
         self.warehouse = (self.warehouse or data / "warehouse.duckdb").resolve()
+        self.published_warehouse = (self.published_warehouse or data / "warehouse.published.duckdb").resolve()
         self.ledger = (self.ledger or data / "ledger.duckdb").resolve()
         self.outbox_dir = (self.outbox_dir or data / "outbox").resolve()
         self.reports_dir = (self.reports_dir or data / "reports").resolve()
