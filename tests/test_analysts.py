@@ -126,3 +126,37 @@ def test_a_failed_publish_keeps_the_previous_file(tmp_path):
     publish(working, published)
     with duckdb.connect(str(published), read_only=True) as con:
         assert con.execute("select night from t").fetchone() == (2,)
+
+
+def test_the_notebook_answers_the_seed_questions_from_the_published_marts(two_nights):
+    """notebooks/marts.py, headless: as a script (every cell once), and through marimo's `App.run` for its
+    answers, compared with the marts it reads."""
+    data_dir, *_ = two_nights
+    published = data_dir / "warehouse.published.duckdb"
+    env = {**os.environ, "KIZUNA_DATA_DIR": str(data_dir)}
+    script = subprocess.run([sys.executable, str(ROOT / "notebooks" / "marts.py")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0, script.stderr
+
+    code = ("import importlib.util, json, sys\n"
+            "spec = importlib.util.spec_from_file_location('marts_notebook', sys.argv[1])\n"
+            "notebook = importlib.util.module_from_spec(spec); spec.loader.exec_module(notebook)\n"
+            "_, defs = notebook.app.run()\n"
+            "print(json.dumps({'night': str(defs['night']), **{k: defs[k].to_dict('records') "
+            "for k in ('ltv', 'revenue', 'rfm', 'f2')}}, default=str))\n")
+    run = subprocess.run([sys.executable, "-c", code, str(ROOT / "notebooks" / "marts.py")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    answers = json.loads(run.stdout.strip().splitlines()[-1])
+    with duckdb.connect(str(published), read_only=True) as con:
+        assert answers["night"] == str(con.execute("select max(night) from raw._load_log").fetchone()[0])
+        assert len(answers["ltv"]) == con.execute("select count(*) from marts.ltv_by_media").fetchone()[0]
+        names = {n for (n,) in con.execute("select distinct media_name from marts.ltv_by_media "
+                                           "where media_name is not null").fetchall()}
+        assert names and names == {r["medium"] for r in answers["ltv"]} & names  # media by name, not by code
+        assert {r["rfm_segment"]: r["customers"] for r in answers["rfm"]} == dict(
+            con.execute("select rfm_segment, count(*) from marts.customer_rfm group by all").fetchall())
+        assert sum(r["converted_buyers"] for r in answers["f2"]) == con.execute(
+            "select sum(converted_buyers) from marts.f2_conversion").fetchone()[0]
+        months = con.execute("select count(*) from marts.revenue_new_vs_existing_monthly").fetchone()[0]
+        assert len(answers["revenue"]) == min(12, months)
