@@ -2,8 +2,9 @@
 
 The two-process test is the promise of docs/analysts.md: an analyst's read-only connection held
 open on the published file during a nightly run neither blocks the run nor ever sees a mix of two
-nights. It runs the real `kizuna run` (Prefect's temporary server, dbt, DuckDB files) twice on a
-small generated shop, with a reader process looping on the published file in between.
+nights. On a small generated shop, one night is built and published by the stages, then a reader
+process holds the published file open and loops on it while the real `kizuna run` (Prefect's
+temporary server, dbt, the sends, DuckDB files) processes the next night.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from kizuna import stages
+from kizuna.config import Settings
 from kizuna.demo_shop import generate_shop
 from kizuna.errors import KizunaError
 from kizuna.warehouse import publish
@@ -52,14 +55,27 @@ def _state(path: Path) -> list:
         return list(con.execute(QUESTION).fetchone())
 
 
+def _first_night(data_dir: Path, night: date):
+    """The night before, built and published by the stages themselves in this process: what the reader
+    holds open when the real run starts (cheaper than a second `kizuna run`: no sends, no report)."""
+    settings = Settings(data_dir=data_dir)
+    stages.ingest(settings, night)
+    stages.erase(settings)
+    stages.load_events(settings)
+    stages.build_marts(settings, stages.send_date_for(night))
+    stages.gate_marts(settings)
+    published = stages.publish_warehouse(settings)
+    assert published is not None and published.path == settings.published_warehouse
+    return published
+
+
 @pytest.fixture(scope="module")
 def two_nights(tmp_path_factory):
     """A shop whose newest night is run first, then the night after it, with a reader held open on the
     published file during the second run. Returns the data folder, both states and the reader's lines."""
     data_dir = tmp_path_factory.mktemp("analysts") / "data"
     generate_shop(data_dir / "exports", customers=300, seed=7, end_date=END, nights=2)
-    first = _run(data_dir, END - timedelta(days=1))
-    assert first.returncode == 0, first.stdout + first.stderr
+    first = _first_night(data_dir, END - timedelta(days=1))
     published = data_dir / "warehouse.published.duckdb"
     night_one = _state(published)
 
@@ -109,23 +125,36 @@ def test_the_published_file_is_read_only_and_alone(two_nights):
 
 
 def test_a_failed_publish_keeps_the_previous_file(tmp_path):
+    """A disk that fills up during the copy (a file-size limit in a child process): the run is told what
+    to do, the previous night stays published, no partial copy is left."""
     working, published = tmp_path / "w.duckdb", tmp_path / "p.duckdb"
     with duckdb.connect(str(working)) as con:
-        con.execute("create table t as select 1 as night")
+        con.execute("create table t as select 1 as night, range as i from range(200000)")
     publish(working, published)
     with duckdb.connect(str(working)) as con:
         con.execute("update t set night = 2")
-    # A folder where the temporary copy must go makes the copy fail (as a full disk would).
-    blocker = published.with_name(f".{published.name}.{os.getpid()}.tmp")
-    blocker.mkdir()
-    with pytest.raises(KizunaError, match="analysts keep the previous night"):
-        publish(working, published)
-    blocker.rmdir()
+    child = ("import resource, signal, sys\n"
+             "from pathlib import Path\n"
+             "from kizuna.warehouse import publish\n"
+             "from kizuna.errors import KizunaError\n"
+             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.RLIM_INFINITY))\n"
+             "try:\n"
+             "    publish(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+             "except KizunaError as exc:\n"
+             "    print(exc)\n"
+             "    sys.exit(3)\n")
+    limit = working.stat().st_size // 2
+    full = subprocess.run([sys.executable, "-c", child, str(working), str(published), str(limit)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert full.returncode == 3, full.stdout + full.stderr
+    assert "analysts keep the previous night" in full.stdout and "Free disk space" in full.stdout, full.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.duckdb", "w.duckdb"]  # no temporary copy left
     with duckdb.connect(str(published), read_only=True) as con:
-        assert con.execute("select night from t").fetchone() == (1,)
+        assert con.execute("select distinct night from t").fetchall() == [(1,)]
     publish(working, published)
     with duckdb.connect(str(published), read_only=True) as con:
-        assert con.execute("select night from t").fetchone() == (2,)
+        assert con.execute("select distinct night from t").fetchall() == [(2,)]
 
 
 def test_the_notebook_answers_the_seed_questions_from_the_published_marts(two_nights):
