@@ -1,4 +1,4 @@
-"""The nightly flow: ingest (each night gated) → erasure → load events → dbt build → mart gate → sends → report.
+"""The nightly flow: ingest (each night gated) → erasure → load events → dbt build → mart gate → publish → sends → report.
 
 Orchestration only: each task calls one stage of `kizuna.stages`, where the work is.
 A failing stage raises, and Prefect stops everything downstream of it: a raw-data
@@ -31,6 +31,8 @@ load_events = task(stages.load_events, name="load events", cache_policy=NO_CACHE
                    task_run_name=task_run_name("load events"))
 build_marts = task(stages.build_marts, name="dbt build", cache_policy=NO_CACHE, task_run_name=task_run_name("dbt build"))
 gate_marts = task(stages.gate_marts, name="mart gate", cache_policy=NO_CACHE, task_run_name=task_run_name("mart gate"))
+publish_warehouse = task(stages.publish_warehouse, name="publish for analysts", cache_policy=NO_CACHE,
+                          task_run_name=task_run_name("publish for analysts"))
 send_campaigns = task(stages.send_campaigns, name="campaign sends", cache_policy=NO_CACHE,
                       task_run_name=task_run_name("campaign sends"))
 write_report = task(stages.write_report, name="report", cache_policy=NO_CACHE, task_run_name=task_run_name("report"))
@@ -55,6 +57,7 @@ def nightly(night: date | None = None, as_of: date | None = None) -> stages.Nigh
         outcome.events = load_events(settings)
         outcome.build = build_marts(settings, outcome.marts_as_of)
         outcome.mart_gate = gate_marts(settings)
+        outcome.published = publish_warehouse(settings)  # analysts see the night once its marts passed
         if outcome.sends:
             outcome.campaigns = send_campaigns(settings, outcome.run_date)
         outcome.report_path = write_report(settings, outcome)

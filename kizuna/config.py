@@ -198,6 +198,12 @@ class Settings(BaseSettings):
     report_base_url: str = Field(
         "", description="Where people open the reports folder over HTTP (e.g. an intranet share): the Prefect "
         "link artifact and the notifications link `<base>/<report file>`. Empty: a file:// URI.")
+    # Analysts (issue 18 item 5; docs/analysts.md): the night is built in `warehouse` and, once its marts
+    # passed their gate, copied whole to this file and swapped in atomically. Analysts open this one.
+    published_warehouse: Path | None = Field(
+        None, description="The warehouse analysts open (read-only): a copy of KIZUNA_WAREHOUSE published after "
+        "each night's marts passed their gate, replaced in one atomic rename, so a reader never blocks the run "
+        "nor sees half a night (default: <data_dir>/warehouse.published.duckdb).")
 
     @property
     def sendgrid_webhook_public_key(self):
@@ -222,6 +228,7 @@ class Settings(BaseSettings):
         self.landing_dir = (self.landing_dir or data / "landing").resolve()
         self.archive_dir = (self.archive_dir or data / "archive").resolve()
         self.warehouse = (self.warehouse or data / "warehouse.duckdb").resolve()
+        self.published_warehouse = (self.published_warehouse or data / "warehouse.published.duckdb").resolve()
         self.ledger = (self.ledger or data / "ledger.duckdb").resolve()
         self.outbox_dir = (self.outbox_dir or data / "outbox").resolve()
         self.reports_dir = (self.reports_dir or data / "reports").resolve()

@@ -22,6 +22,7 @@ from connectors.sources.loader import NightLoadResult, load_pending
 from kizuna import modelling, quality, report
 from kizuna.config import Settings
 from kizuna.errors import KizunaError, NightRejected, QualityGateFailed
+from kizuna.warehouse import Published, publish
 from kizuna.warehouse import connect as _connect
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class NightlyOutcome:
     ignored: list[str] = field(default_factory=list)  # what the exports folder holds that was not loaded, and why
     build: modelling.BuildResult | None = None
     mart_gate: quality.GateResult | None = None
+    #: The warehouse analysts open, once this night's gated marts were published to it (docs/analysts.md).
+    published: Published | None = None
     campaigns: CampaignResult | None = None
     events: "EventsLoadResult | None" = None
     erasure: "ErasureResult | None" = None
@@ -195,6 +198,23 @@ def gate_marts(settings: Settings) -> quality.GateResult:
         log.info("quality report: %s", page)
     log.log(logging.WARNING if result.errors or result.warnings else logging.INFO, "%s", result.summary())
     result.raise_on_error()
+    return result
+
+
+def publish_warehouse(settings: Settings) -> Published | None:
+    """Analysts (docs/analysts.md): publish the night just built and gated to the file they open.
+
+    Called after the mart gate, so a published file always holds one whole night whose marts
+    passed; a night that stops earlier leaves the previous one published. A publication that
+    fails (a full disk) is logged as an error and the run goes on: the sends do not wait for it.
+    """
+    try:
+        result = publish(settings.warehouse, settings.published_warehouse,  # type: ignore[arg-type]
+                         wait_seconds=settings.warehouse_wait_seconds)
+    except KizunaError as exc:
+        log.error("%s", exc)
+        return None
+    log.info("%s", result.summary())
     return result
 
 

@@ -370,3 +370,50 @@ def test_generate_docs(built: tuple[Settings, BuildResult]) -> None:
     assert index.is_file()
     catalog = (index.parent / "catalog.json").read_text(encoding="utf-8")
     assert "ltv_by_media" in catalog and "customer_rfm" in catalog
+
+
+# --- Analysts (issue 18 item 5): names beside codes, 限界CPO, payback, descriptions in the warehouse ---
+
+
+def test_ltv_by_media_names_break_even_cpo_and_payback(built: tuple[Settings, BuildResult]) -> None:
+    rows = _mart(built, "select acquisition_media_code || '/' || horizon, * from marts.ltv_by_media")
+    gross = {h: rows[f"MEAL/{h}"]["revenue"] - rows[f"MEAL/{h}"]["purchases"] * (UNIT_COST + FULFILMENT)
+             for h in ("3m", "6m", "lifetime")}
+    for horizon, profit_before_ads in gross.items():
+        row = rows[f"MEAL/{horizon}"]
+        assert (row["media_name"], row["media_type"]) == ("Meal article", "affiliate")
+        assert row["break_even_cpo"] == pytest.approx(round(profit_before_ads / 3, 2))  # 限界CPO
+        assert row["break_even_cpo"] == pytest.approx(row["cpo"] + row["profit_per_customer"], abs=0.01)
+    # Payback: the first month horizon whose profit before ad spend covers MEAL's ¥24,000 (3m: ¥23,500 with
+    # the shipped ¥650 fulfilment, short of it; 6m: ¥28,200).
+    expected = next((m for m, h in ((3, "3m"), (6, "6m")) if gross[h] >= 24000), None)
+    assert {rows[f"MEAL/{h}"]["payback_months"] for h in ("3m", "6m", "lifetime")} == {expected}
+    if FULFILMENT == 650:
+        assert expected == 6
+    # AFF has only a lifetime row: no month horizon, no payback month; no code, no name.
+    assert rows["AFF/lifetime"]["payback_months"] is None and rows["AFF/lifetime"]["media_name"] == "Affiliate"
+    assert rows["(none)/lifetime"]["media_name"] is None
+    cohort = _mart(built, "select acquisition_media_code || '/' || horizon || '/' || cast(cohort_month as varchar), "
+                          "media_name, break_even_cpo from marts.ltv_by_media_cohort")
+    assert cohort["MEAL/lifetime/2025-01-01"]["media_name"] == "Meal article"
+    assert cohort["MEAL/lifetime/2025-01-01"]["break_even_cpo"] == rows["MEAL/lifetime"]["break_even_cpo"]
+    f2 = _mart(built, "select acquisition_media_code || '/' || cast(window_days as varchar), media_name "
+                      "from marts.f2_conversion where cohort_month = date '2025-01-01'")
+    assert f2["MEAL/30"]["media_name"] == "Meal article"
+
+
+def test_descriptions_are_in_the_warehouse(built: tuple[Settings, BuildResult]) -> None:
+    """persist_docs: the yml descriptions are comments on the tables and columns a BI tool reads."""
+    tables = _mart(built, "select schema_name || '.' || table_name, comment from duckdb_tables() "
+                          "where schema_name in ('marts', 'intermediate', 'reference')")
+    views = _mart(built, "select schema_name || '.' || view_name, comment from duckdb_views() "
+                         "where schema_name = 'staging'")
+    assert tables["marts.ltv_by_media"]["comment"].startswith("One row per acquisition medium and LTV horizon")
+    assert "{{" not in tables["marts.ltv_by_media"]["comment"]  # doc() blocks rendered, not their source
+    assert views["staging.stg_shop__media"]["comment"].startswith("Acquisition media")
+    undocumented = [name for name, row in {**tables, **views}.items() if not row["comment"]]
+    assert not undocumented, undocumented
+    columns = _mart(built, "select column_name, comment from duckdb_columns() "
+                           "where schema_name = 'marts' and table_name = 'ltv_by_media'")
+    assert columns["break_even_cpo"]["comment"].startswith("限界CPO")
+    assert all(row["comment"] for row in columns.values()), [c for c, r in columns.items() if not r["comment"]]

@@ -22,5 +22,7 @@
         round({{ safe_ratio('unit_cost', 'purchases') }}, 2) as unit_cost_per_purchase,
         round({{ safe_ratio('fulfilment_cost', 'purchases') }}, 2) as fulfilment_cost_per_purchase,
         round({{ safe_ratio('revenue - unit_cost - fulfilment_cost - ad_spend', 'new_customers') }}, 2)
-            as profit_per_customer
+            as profit_per_customer,
+        {#- 限界CPO: the most a new customer may cost to acquire and still break even over the horizon. #}
+        round({{ safe_ratio('revenue - unit_cost - fulfilment_cost', 'new_customers') }}, 2) as break_even_cpo
 {%- endmacro %}

@@ -8,6 +8,12 @@ customers as (
 
 ),
 
+media as (
+
+    select * from {{ ref('stg_shop__media') }}
+
+),
+
 windows as (
 
     {%- for days in var('f2_windows_days') %}
@@ -32,7 +38,7 @@ customer_windows as (
 
 ),
 
-final as (
+rates as (
 
     select
         cohort_month,
@@ -49,6 +55,25 @@ final as (
 
     from customer_windows
     group by cohort_month, acquisition_media_code, window_days
+
+),
+
+final as (
+
+    select
+        rates.cohort_month,
+        rates.acquisition_media_code,
+        media.media_name,
+        rates.window_days,
+        rates.first_time_buyers,
+        rates.eligible_buyers,
+        rates.converted_buyers,
+        rates.f2_conversion_rate,
+        rates.as_of_date
+
+    from rates
+    left join media
+        on rates.acquisition_media_code = media.media_code
 
 )
 

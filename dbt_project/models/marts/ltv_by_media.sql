@@ -6,6 +6,12 @@ totals as (
 
 ),
 
+media as (
+
+    select * from {{ ref('stg_shop__media') }}
+
+),
+
 per_media as (
 
     select
@@ -31,16 +37,28 @@ per_media as (
 final as (
 
     select
-        acquisition_media_code,
-        horizon,
-        horizon_months,
-        cohorts,
-        first_cohort_month,
-        last_cohort_month,
+        per_media.acquisition_media_code,
+        media.media_name,
+        media.media_type,
+        per_media.horizon,
+        per_media.horizon_months,
+        per_media.cohorts,
+        per_media.first_cohort_month,
+        per_media.last_cohort_month,
         {{ ltv_metrics() }},
-        estimated_cost_orders
+        -- Payback: the shortest month horizon whose gross profit (before ad spend) covers the ad spend,
+        -- compared on exact sums (the same as break_even_cpo >= cpo before rounding).
+        min(case
+            when per_media.horizon_months is not null
+                and per_media.new_customers > 0
+                and per_media.revenue - per_media.unit_cost - per_media.fulfilment_cost >= per_media.ad_spend
+                then per_media.horizon_months
+        end) over (partition by per_media.acquisition_media_code) as payback_months,
+        per_media.estimated_cost_orders
 
     from per_media
+    left join media
+        on per_media.acquisition_media_code = media.media_code
 
 )
 

@@ -6,17 +6,27 @@ totals as (
 
 ),
 
+media as (
+
+    select * from {{ ref('stg_shop__media') }}
+
+),
+
 final as (
 
     select
-        acquisition_media_code,
-        cohort_month,
-        horizon,
-        horizon_months,
+        totals.acquisition_media_code,
+        media.media_name,
+        media.media_type,
+        totals.cohort_month,
+        totals.horizon,
+        totals.horizon_months,
         {{ ltv_metrics() }},
-        estimated_cost_orders
+        totals.estimated_cost_orders
 
     from totals
+    left join media
+        on totals.acquisition_media_code = media.media_code
 
 )
 
