@@ -27,6 +27,7 @@ STAGE_LABELS: dict[str, tuple[str, str]] = {
     "load_events": ("反応データの取り込み", "load events"),
     "build_marts": ("集計モデルの構築 (dbt)", "dbt build"),
     "gate_marts": ("集計データの検査", "mart gate"),
+    "publish_warehouse": ("分析用データの公開", "publish for analysts"),
     "send_campaigns": ("キャンペーン配信", "campaign sends"),
     "write_report": ("レポート作成", "report"),
     "finish": ("配信の完了確認", "delivery"),
