@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     coupon_code_length: int = Field(10, ge=8, le=24, description="Random characters of a unique coupon code (after "
                                     "the step's prefix), from an alphabet without 0/O/1/I/L.")
 
+    # Issue 18, language (kizuna/i18n.py, docs/locale.md): the report, the quality page and the console.
+    locale: Literal["ja", "en"] = Field("ja", description="Language of the report, the quality page and the "
+                                        "console summary: `ja` (Japanese, the default) or `en` (English).")
+
     @property
     def sendgrid_webhook_public_key(self):
         """SendGrid Event Webhook verification key (base64 DER, as shown by SendGrid), a SecretStr."""
