@@ -180,8 +180,9 @@ def _rfm(con: duckdb.DuckDBPyConnection) -> dict | None:
                         f'<text x="{x + size / 2 - 1}" y="{y + h / 2 + 12:.1f}" text-anchor="middle" font-size="9" '
                         f'pointer-events="none" fill="#2d3748">{charts.escape(_label("segment", c["segment"]))}</text>')
     width, height = left + size * 5 + 10, top + size * 0.62 * 5 + 24
+    axis = _("frequency score → (5 = most orders)")
     body.append(f'<text x="{left + size * 2.5}" y="{height - 4}" text-anchor="middle" fill="#555">'
-                f'{charts.escape(_("frequency score → (5 = most orders)"))}</text>')
+                f'{charts.escape(axis)}</text>')
     svg = charts.Markup(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height:.0f}" role="img" '
                         f'aria-label="RFM grid" font-size="{charts.FONT}" style="max-width:{width}px">'
                         + "".join(body) + "</svg>")
