@@ -148,7 +148,7 @@ def test_the_marts_are_measured_as_of_the_day_asked_and_nothing_is_sent(ran):
     assert _one(data_dir, "select distinct as_of_date from marts.customer_rfm") == [(AS_OF,)]
     assert not _one(data_dir, "select customer_id from marts.customer_rfm "
                               "where recency_days <> date_diff('day', last_order_date, date '2000-01-01')")
-    assert "marts as of 2000-01-01" in done.stdout and "none planned or sent" in done.stdout
+    assert "集計基準日 2000-01-01" in done.stdout and "計画・配信なし" in done.stdout  # KIZUNA_LOCALE=ja, the default
     ledger = data_dir / "ledger.duckdb"
     if ledger.exists():
         with duckdb.connect(str(ledger), read_only=True) as con:
@@ -197,7 +197,7 @@ def test_a_broken_night_stops_with_one_short_message_and_the_trace_in_the_log(sh
     output = (done.stdout + done.stderr).strip().splitlines()
     assert 3 <= len(output) <= 15, "\n".join(output)
     text = "\n".join(output)
-    assert output[0].startswith("Stopped: Night 1999-12-19 was refused")
+    assert output[0].startswith("停止: Night 1999-12-19 was refused")  # KIZUNA_LOCALE=ja, the default
     assert "Traceback" not in text and 'File "' not in text
     # What failed (the check, with its table, count and examples, shown as text: not eaten as markup) ...
     assert "[error] orders.ordered_at_in_range on orders.ordered_at" in text and "'1990-04-01 09:00:00'" in text

@@ -103,6 +103,27 @@ def test_the_catalogue_is_read_from_the_po_file(tmp_path: Path, monkeypatch: pyt
     assert i18n.label("segment", "needs_attention", "ja") == "要注意"
 
 
+def test_the_update_adds_new_msgids_and_keeps_translations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m kizuna.i18n`: a msgid the code uses but the catalogue lacks is added untranslated and listed."""
+    import shutil
+
+    shutil.copytree(i18n.LOCALE_DIR, tmp_path, dirs_exist_ok=True)
+    po = tmp_path / "ja" / "LC_MESSAGES" / "kizuna.po"
+    text = po.read_text(encoding="utf-8")
+    dropped = '#: kizuna/templates/report.html.j2\nmsgid "Cohort retention"\nmsgstr "コホート別継続率"\n'
+    assert dropped in text
+    po.write_text(text.replace(dropped, ""), encoding="utf-8")
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
+    try:
+        missing = i18n.update_catalogues()
+    finally:
+        monkeypatch.undo()
+        i18n.translations.cache_clear()
+    assert missing == {"ja": ["Cohort retention"], "en": []}
+    updated = po.read_text(encoding="utf-8")
+    assert 'msgid "Cohort retention"\nmsgstr ""' in updated and 'msgstr "要注意"' in updated
+
+
 # -- the rendered pages ------------------------------------------------------------------------------------------
 
 
