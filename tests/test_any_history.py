@@ -103,7 +103,7 @@ def test_a_1990s_history_runs_end_to_end_with_documented_settings_only(ran):
     out = done.stdout
     assert "Traceback" not in out + done.stderr
     for night in ("1999-12-18", "1999-12-19", "1999-12-20"):
-        assert f"Checks     raw data of night {night}: 97/97 passed" in out, out
+        assert f"品質チェック 取込データ（{night} 分）: 97/97 件合格" in out, out  # KIZUNA_LOCALE=ja, the default
     # The opening date came from the data (its earliest date) and is kept in the warehouse.
     [(opened, origin)] = _one(data_dir, "select opening_date, origin from raw._opening_date")
     earliest = _one(data_dir, "select min(registered_at)::date from raw.customers")[0][0]
@@ -206,7 +206,7 @@ def test_a_broken_night_stops_with_one_short_message_and_the_trace_in_the_log(sh
     opened = _one(data_dir, "select opening_date from raw._opening_date")[0][0]
     assert f"if a date before {opened.isoformat()} is right" in text and "taken from the data" in text
     log_file = data_dir / "logs" / "kizuna.log"
-    assert output[-1] == f"Full log and trace: {log_file}"
+    assert output[-1] == f"ログとトレースの全文: {log_file}"  # KIZUNA_LOCALE=ja, the default
     logged = log_file.read_text(encoding="utf-8")
     assert "Traceback (most recent call last)" in logged and "QualityGateFailed" in logged
     # Following the message's advice loads the night: shop_opened set once, in the quality config.
@@ -358,7 +358,7 @@ def test_a_long_stop_message_keeps_its_head_and_tail():
     short = _shortened(text, Path("/data/logs/kizuna.log")).splitlines()
     assert len(short) == STOP_LINES <= 15
     assert short[0] == "what failed" and short[-1] == "What to do: this"
-    assert "more lines in /data/logs/kizuna.log" in short[STOP_LINES // 2]
+    assert "行は /data/logs/kizuna.log" in short[STOP_LINES // 2]  # KIZUNA_LOCALE=ja, the default
     assert _shortened("one\ntwo", None) == "one\ntwo"
 
 
