@@ -23,6 +23,8 @@ import kizuna  # noqa: F401  (environment defaults first)
 from kizuna import stop
 from kizuna.config import Settings, get_settings
 from kizuna.errors import KizunaError
+from kizuna.i18n import gettext as _
+from kizuna.i18n import label
 
 app = typer.Typer(help="kizuna: the nightly CRM pipeline for direct-to-consumer shops.", no_args_is_help=True)
 campaigns_app = typer.Typer(help="Scenario files: validate and preview.", no_args_is_help=True)
@@ -59,9 +61,9 @@ def _fail(exc: KizunaError, log_file: Path | None = None) -> NoReturn:
     if log_file is not None:
         log.error("stopped: %s", exc, exc_info=(type(exc), exc, exc.__traceback__))
     text = _shortened(str(exc), log_file)
-    console.print(Text.assemble(("Stopped: ", "bold red"), text), highlight=False)
+    console.print(Text.assemble((_("Stopped: "), "bold red"), text), highlight=False)
     if log_file is not None:
-        console.print(Text(f"Full log and trace: {log_file}"), highlight=False)
+        console.print(Text(_("Full log and trace: {path}").format(path=log_file)), highlight=False)
     raise typer.Exit(1)
 
 
@@ -210,72 +212,90 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
     new = sum(f.rows_inserted + f.rows_updated for f in loads)
     quarantined = sum(f.rows_quarantined for f in loads)
     if outcome.sends:
-        _heading(f"kizuna nightly run · night of {outcome.night} · sends dated {outcome.run_date}")
+        _heading(_("kizuna nightly run · night of {night} · sends dated {day}").format(
+            night=outcome.night, day=outcome.run_date))
     else:
-        _heading(f"kizuna nightly run · night of {outcome.night} · marts as of {outcome.marts_as_of}")
+        _heading(_("kizuna nightly run · night of {night} · marts as of {day}").format(
+            night=outcome.night, day=outcome.marts_as_of))
     if loads:
-        console.print(f"Loaded     {len(outcome.loads)} night(s), {len(loads)} file(s): {read:,} rows read, "
-                      f"{new:,} inserted or updated, {quarantined:,} quarantined")
+        _line(_("Loaded"), _("{nights} night(s), {files} file(s): {read} rows read, {new} inserted or updated, "
+                             "{quarantined} quarantined").format(nights=len(outcome.loads), files=len(loads),
+                                                                 read=f"{read:,}", new=f"{new:,}",
+                                                                 quarantined=f"{quarantined:,}"))
     else:
-        console.print("Loaded     nothing new: every export was already loaded")
+        _line(_("Loaded"), _("nothing new: every export was already loaded"))
     if outcome.erasure is not None:
-        console.print(f"Erasure    {outcome.erasure.summary().removeprefix('erasure: ')}", highlight=False)
+        _line(_("Erasure"), outcome.erasure.summary().removeprefix('erasure: '))
     if outcome.events is not None:
-        console.print(f"Feedback   {outcome.events.summary()}")
+        _line(_("Feedback"), outcome.events.summary())
     for load in outcome.loads:
         if load.gate is not None:
             gate = load.gate
-            console.print(f"Checks     {gate.gate} of night {load.night}: {gate.passed}/{len(gate.outcomes)} passed"
-                          + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
+            _line(_("Checks"), _("{gate} of night {night}: {passed}/{total} passed").format(
+                gate=label("gate", gate.gate), night=load.night, passed=gate.passed, total=len(gate.outcomes))
+                + (_(", {n} warning(s)").format(n=len(gate.warnings)) if gate.warnings else ""))
             _print_warnings(gate)
     if not outcome.raw_gates:
-        console.print("Checks     raw data: nothing new to check")
+        _line(_("Checks"), _("{gate}: nothing new to check").format(gate=label("gate", "raw data")))
     for note in outcome.ignored:
-        console.print(f"Ignored    {note}", highlight=False)
+        _line(_("Ignored"), note)
     gate = outcome.mart_gate
-    console.print(f"Checks     {gate.gate}: {gate.passed}/{len(gate.outcomes)} passed"
-                  + (f", {len(gate.warnings)} warning(s)" if gate.warnings else ""))
+    _line(_("Checks"), _("{gate}: {passed}/{total} passed").format(
+        gate=label("gate", gate.gate), passed=gate.passed, total=len(gate.outcomes))
+        + (_(", {n} warning(s)").format(n=len(gate.warnings)) if gate.warnings else ""))
     _print_warnings(gate)
-    console.print(f"Models     {outcome.build.summary()} (measured as of {outcome.marts_as_of})")
+    _line(_("Models"), _("{summary} (measured as of {day})").format(summary=outcome.build.summary(),
+                                                                    day=outcome.marts_as_of))
     if outcome.campaigns is None:
-        console.print(f"Messages   none planned or sent: the marts are measured as of {outcome.marts_as_of} (--as-of), "
-                      f"not the send day {outcome.run_date}", highlight=False)
+        _line(_("Messages"), _("none planned or sent: the marts are measured as of {day} (--as-of), not the send "
+                               "day {send_day}").format(day=outcome.marts_as_of, send_day=outcome.run_date))
     else:
         _print_campaigns(outcome.campaigns)
     quality_page = settings.reports_dir / f"quality-{outcome.night.isoformat()}.html"
     if quality_page.exists():
-        console.print(f"Quality    {quality_page}", highlight=False)
-    console.print(f"Warehouse  {settings.warehouse}")
-    console.print(f"Outbox     {settings.outbox_dir}")
-    console.print(f"Report     {outcome.report_path}")
-    console.print(f"Done in {seconds:.1f} s.")
+        _line(_("Quality"), str(quality_page))
+    _line(_("Warehouse"), str(settings.warehouse))
+    _line(_("Outbox"), str(settings.outbox_dir))
+    _line(_("Report"), str(outcome.report_path))
+    console.print(_("Done in {seconds} s.").format(seconds=f"{seconds:.1f}"))
+
+
+def _line(head: str, text: str) -> None:
+    """One summary line: its heading padded to one column (wide characters count twice), then the text."""
+    from rich.cells import cell_len
+
+    console.print(Text(head + " " * max(1, 11 - cell_len(head)) + text), highlight=False)
 
 
 def _print_warnings(gate, most: int = 5) -> None:
     """A failed warning's name and first example, one line each (the quality page has them all)."""
     for o in gate.warnings[:most]:
         detail = str(o.examples[0]) if o.examples and o.check.kind == "sql" else o.describe(why=False)
-        console.print(Text(f"  warning  {o.check.name}: {detail}"), highlight=False)
+        console.print(Text(f"  {label('severity', 'warning')}  {o.check.name}: {detail}"), highlight=False)
     if len(gate.warnings) > most:
-        console.print(f"  ... and {len(gate.warnings) - most} more warning(s) on the quality page", highlight=False)
+        console.print(_("  ... and {n} more warning(s) on the quality page").format(n=len(gate.warnings) - most),
+                      highlight=False)
 
 
 def _print_campaigns(campaigns) -> None:
-    table = _table("scenario", "step", "channel", "status", "messages", title="Campaign messages")
+    table = _table(_("scenario"), _("step"), _("channel"), _("status"), _("messages"), title=_("Campaign messages"))
     for (scenario, step, channel, status), n in sorted(campaigns.delivered.items()):
-        table.add_row(scenario, step, channel, status, f"{n:,}")
+        table.add_row(scenario, step, label("channel", channel), label("status", status), f"{n:,}")
     if campaigns.delivered:
         console.print(table)
     else:
-        console.print("Messages   none due (or all already sent)")
-    console.print(f"Unsubscribed {campaigns.unsubscribed:,} customer(s) through the link since the "
-                  "last run (suppressed before tonight's selection)", highlight=False)
+        _line(_("Messages"), _("none due (or all already sent)"))
+    console.print(_("Unsubscribed {n} customer(s) through the link since the last run (suppressed before "
+                    "tonight's selection)").format(n=f"{campaigns.unsubscribed:,}"), highlight=False)
     for channel, why in sorted(campaigns.channel_problems.items()):
-        console.print(Text.assemble(("Not sent", "bold red"), f"   {channel}: {why}"), highlight=False)
+        console.print(Text.assemble((_("Not sent"), "bold red"), f"   {label('channel', channel)}: {why}"),
+                      highlight=False)
     for (channel, state), n in sorted(campaigns.attention.items()):
-        hint = ("retried on the next run" if state == "failed, will retry" else
-                "see `kizuna sends unknown`" if state == "unknown" else "see `kizuna sends failed`")
-        console.print(Text.assemble(("Attention", "bold yellow"), f"  {n:,} {channel} message(s) {state} ({hint})"),
+        hint = (_("retried on the next run") if state == "failed, will retry" else
+                _("see `kizuna sends unknown`") if state == "unknown" else _("see `kizuna sends failed`"))
+        console.print(Text.assemble((_("Attention"), "bold yellow"), "  " + _(
+            "{n} {channel} message(s) {state} ({hint})").format(n=f"{n:,}", channel=label("channel", channel),
+                                                                state=label("status", state), hint=hint)),
                       highlight=False)
 
 
@@ -534,7 +554,7 @@ def campaigns_preview(
                               "choose a writable path with --csv."))
         console.print(f"対象者と理由 (audience with reasons): {len(result.audience or []):,} rows → {csv_path}",
                       highlight=False)
-    console.print("[dim]Preview only: nothing was sent and the ledger was not written.[/]")
+    console.print(Text(_("Preview only: nothing was sent and the ledger was not written."), style="dim"))
 
 
 def _print_preview_steps(result, run_date: date, scenario: str | None) -> None:

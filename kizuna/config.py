@@ -204,6 +204,9 @@ class Settings(BaseSettings):
         None, description="The warehouse analysts open (read-only): a copy of KIZUNA_WAREHOUSE published after "
         "each night's marts passed their gate, replaced in one atomic rename, so a reader never blocks the run "
         "nor sees half a night (default: <data_dir>/warehouse.published.duckdb).")
+    # Issue 18, language (kizuna/i18n.py, docs/locale.md): the report, the quality page and the console.
+    locale: Literal["ja", "en"] = Field("ja", description="Language of the report, the quality page and the "
+                                        "console summary: `ja` (Japanese, the default) or `en` (English).")
 
     @property
     def sendgrid_webhook_public_key(self):

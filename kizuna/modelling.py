@@ -91,15 +91,20 @@ class BuildResult:
                 return n
         raise KeyError(f"no node named {name!r} in this build")
 
-    def summary(self) -> str:
-        """One line for the console and the report, e.g. '12 models built, 140 tests passed in 4.1 s'."""
+    def summary(self, locale: str | None = None) -> str:
+        """One line for the console and the report, e.g. '12 models built, 140 tests passed in 4.1 s', in
+        `locale` (default KIZUNA_LOCALE; kizuna/i18n.py)."""
+        from kizuna.i18n import gettext as _
+
         models = sum(1 for n in self.nodes if n.resource_type == "model" and not n.failed)
         tests = [n for n in self.nodes if n.resource_type in ("test", "unit_test")]
         passed = sum(1 for n in tests if n.status == "pass")
-        text = f"{models} models built, {passed} of {len(tests)} tests passed"
+        text = _("{models} models built, {passed} of {total} tests passed", locale).format(
+            models=models, passed=passed, total=len(tests))
         if self.warned:
-            text += f" ({len(self.warned)} warnings: {', '.join(n.name for n in self.warned)})"
-        return f"{text} in {self.seconds:.1f} s"
+            text += _(" ({n} warnings: {names})", locale).format(
+                n=len(self.warned), names=", ".join(n.name for n in self.warned))
+        return _("{text} in {seconds} s", locale).format(text=text, seconds=f"{self.seconds:.1f}")
 
     def counts(self) -> dict[str, int]:
         """How many nodes ended in each status, e.g. {'success': 15, 'pass': 104}."""

@@ -22,6 +22,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from kizuna import report_charts as charts
 from kizuna.config import Settings
+from kizuna.i18n import jinja_install, label
+from kizuna.i18n import translations as _translations
 from kizuna.report_charts import Series, count, pct, yen
 
 if TYPE_CHECKING:
@@ -30,8 +32,38 @@ if TYPE_CHECKING:
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(enabled_extensions=("html.j2",)),
+    extensions=["jinja2.ext.i18n"],
 )
 _env.filters.update(yen=yen, pct=pct, count=count)
+
+#: The language of the report being built (set by `build_context`); the section builders' `_()` reads it.
+_locale = "ja"
+
+
+def _(message: str) -> str:
+    """`message` (an English msgid) in the report's language: the charts' labels and tooltips."""
+    return _translations(_locale).gettext(message)
+
+
+def _label(kind: str, code: str | None) -> str:
+    return label(kind, code, _locale)
+
+
+def _media_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Media code → the medium's name from the shop's media table (people read names, not `AF_A8`)."""
+    if "stg_shop__media" not in _relations(con, "staging"):
+        return {}
+    rows = con.execute("select media_code, any_value(media_name) from staging.stg_shop__media "
+                       "where media_name is not null and trim(media_name) <> '' group by 1").fetchall()
+    return {code: name for code, name in rows}
+
+
+_names: dict[str, str] = {}
+
+
+def _medium(code: str | None) -> str:
+    """A medium's name when the media table has one, else its code."""
+    return "–" if code is None else _names.get(code, code)
 
 RETENTION_COHORTS = 24  # newest acquisition cohorts in the heatmap
 RETENTION_MONTHS = 24  # months since acquisition shown
@@ -87,14 +119,15 @@ def _retention(con: duckdb.DuckDBPyConnection) -> dict | None:
 
     def tip(i: int, j: int, v: float) -> str:
         r = grid[(cohorts[i], months[j])]
-        partial = " (month not over)" if r["is_partial_month"] else ""
-        return (f"cohort {_month(cohorts[i])}, month {months[j]}{partial}: {pct(v)} "
-                f"({r['customers_bought']:,} of {r['cohort_size']:,} bought)")
+        partial = _(" (month not over)") if r["is_partial_month"] else ""
+        return _("cohort {cohort}, month {m}{partial}: {rate} ({bought} of {size} bought)").format(
+            cohort=_month(cohorts[i]), m=months[j], partial=partial, rate=pct(v),
+            bought=f"{r['customers_bought']:,}", size=f"{r['cohort_size']:,}")
 
     peak = max((v for row in values for v in row if v is not None), default=0) or 1
     svg = charts.heatmap(
         [f"{_month(c)} ({sizes[c]:,})" for c in cohorts], [str(m) for m in months], values,
-        tooltip=tip, cell_text=lambda v: f"{v * 100:.0f}", scale_max=peak, label="cohort retention heatmap",
+        tooltip=tip, cell_text=lambda v: f"{v * 100:.0f}", scale_max=peak, label=_("cohort retention heatmap"),
         cell_w=26, row_label_w=92,
     )
     picks = [m for m in (1, 2, 3, 6, 12, 24) if m in months]
@@ -137,17 +170,19 @@ def _rfm(con: duckdb.DuckDBPyConnection) -> dict | None:
                 body.append(f'<rect x="{x}" y="{y:.1f}" width="{size - 2}" height="{h - 2:.1f}" fill="#f7f7f7"/>')
                 continue
             color = SEGMENT_COLORS.get(c["segment"], "#a0aec0")
-            tip = (f"R{r} × F{f} · {c['segment']}: {c['customers']:,} customers "
-                   f"({c['customers'] / total:.1%}), {yen(c['monetary'])} spent")
+            tip = _("R{r} × F{f} · {segment}: {n} customers ({share}), {spent} spent").format(
+                r=r, f=f, segment=_label("segment", c["segment"]), n=f"{c['customers']:,}",
+                share=f"{c['customers'] / total:.1%}", spent=yen(c["monetary"]))
             body.append(f'<rect class="mark" x="{x}" y="{y:.1f}" width="{size - 2}" height="{h - 2:.1f}" '
                         f'fill="{color}"><title>{charts.escape(tip)}</title></rect>'
                         f'<text x="{x + size / 2 - 1}" y="{y + h / 2 - 1:.1f}" text-anchor="middle" font-weight="600" '
                         f'pointer-events="none" fill="#1a202c">{c["customers"]:,}</text>'
                         f'<text x="{x + size / 2 - 1}" y="{y + h / 2 + 12:.1f}" text-anchor="middle" font-size="9" '
-                        f'pointer-events="none" fill="#2d3748">{charts.escape(c["segment"])}</text>')
+                        f'pointer-events="none" fill="#2d3748">{charts.escape(_label("segment", c["segment"]))}</text>')
     width, height = left + size * 5 + 10, top + size * 0.62 * 5 + 24
+    axis = _("frequency score → (5 = most orders)")
     body.append(f'<text x="{left + size * 2.5}" y="{height - 4}" text-anchor="middle" fill="#555">'
-                f'frequency score → (5 = most orders)</text>')
+                f'{charts.escape(axis)}</text>')
     svg = charts.Markup(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height:.0f}" role="img" '
                         f'aria-label="RFM grid" font-size="{charts.FONT}" style="max-width:{width}px">'
                         + "".join(body) + "</svg>")
@@ -164,28 +199,36 @@ def _ltv(con: duckdb.DuckDBPyConnection) -> dict | None:
     if not rows:
         return {"empty": True}
     media = sorted({r["media"] for r in rows})
+    names = [_medium(m) for m in media]
+    by_name = dict(zip(names, media))
     horizons = [h for h in ("3m", "6m", "12m", "lifetime") if any(r["horizon"] == h for r in rows)]
     horizons += sorted({r["horizon"] for r in rows} - set(horizons))
     by = {(r["media"], r["horizon"]): r for r in rows}
     colors = ("#bee3f8", "#63b3ed", "#2b6cb0", "#1a365d", "#718096")
 
+    hname = {h: _label("horizon", h) for h in horizons}
+    hcode = {v: k for k, v in hname.items()}
+
     def series(column: str) -> list[Series]:
-        return [Series(h, [by[(m, h)][column] if (m, h) in by else None for m in media], colors[k % len(colors)])
+        return [Series(hname[h], [by[(m, h)][column] if (m, h) in by else None for m in media],
+                       colors[k % len(colors)])
                 for k, h in enumerate(horizons)]
 
     def tip(column: str, what: str):
-        def f(medium: str, s: Series, v: float) -> str:
-            r = by[(medium, s.name)]
-            return (f"{medium}, {s.name}: {what} {yen(v)} · LTV {yen(r['ltv'])} − CPO {yen(r['cpo'])} · "
-                    f"{r['new_customers']:,} customers, {r['cohorts']} cohorts")
+        def f(name: str, s: Series, v: float) -> str:
+            r = by[(by_name[name], hcode[s.name])]
+            return _("{medium}, {horizon}: {what} {value} · LTV {ltv} − CPO {cpo} · {n} customers, "
+                     "{cohorts} cohorts").format(medium=name, horizon=s.name, what=what, value=yen(v),
+                                                 ltv=yen(r["ltv"]), cpo=yen(r["cpo"]),
+                                                 n=f"{r['new_customers']:,}", cohorts=r["cohorts"])
         return f
 
     return {
-        "ltv_svg": charts.bar_chart(media, series("ltv"), tooltip=tip("ltv", "LTV"), label="LTV by medium",
+        "ltv_svg": charts.bar_chart(names, series("ltv"), tooltip=tip("ltv", "LTV"), label=_("LTV by medium"),
                                     axis_format=lambda v: "¥" + charts.compact(v)),
-        "profit_svg": charts.bar_chart(media, series("profit_per_customer"),
-                                       tooltip=tip("profit_per_customer", "profit per customer"),
-                                       label="profit per customer by medium", height=240,
+        "profit_svg": charts.bar_chart(names, series("profit_per_customer"),
+                                       tooltip=tip("profit_per_customer", _("profit per customer")),
+                                       label=_("profit per customer by medium"), height=240,
                                        axis_format=lambda v: "¥" + charts.compact(v)),
         "rows": rows, "horizons": horizons,
     }
@@ -204,17 +247,20 @@ def _revenue(con: duckdb.DuckDBPyConnection) -> dict | None:
     months = [_month(r["order_month"]) for r in rows]
     by = dict(zip(months, rows))
 
+    new_name = _("new customers")
+
     def tip(month: str, s: Series, v: float) -> str:
         r = by[month]
-        who = r["new_customers"] if s.name == "new customers" else r["existing_customers"]
-        return (f"{month} · {s.name}: {yen(v)} from {who:,} customers "
-                f"(total {yen(r['total_revenue'])}, existing share {pct(r['existing_revenue_share'])})")
+        who = r["new_customers"] if s.name == new_name else r["existing_customers"]
+        return _("{month} · {series}: {value} from {n} customers (total {total}, existing share {share})").format(
+            month=month, series=s.name, value=yen(v), n=f"{who:,}", total=yen(r["total_revenue"]),
+            share=pct(r["existing_revenue_share"]))
 
     svg = charts.bar_chart(
         months,
-        [Series("new customers", [r["new_customer_revenue"] for r in rows], "#ed8936"),
-         Series("existing customers", [r["existing_customer_revenue"] for r in rows], "#2b6cb0")],
-        tooltip=tip, stacked=True, label="revenue new vs existing", axis_format=lambda v: "¥" + charts.compact(v),
+        [Series(new_name, [r["new_customer_revenue"] for r in rows], "#ed8936"),
+         Series(_("existing customers"), [r["existing_customer_revenue"] for r in rows], "#2b6cb0")],
+        tooltip=tip, stacked=True, label=_("revenue new vs existing"), axis_format=lambda v: "¥" + charts.compact(v),
     )
     return {"svg": svg, "rows": list(reversed(rows))}
 
@@ -241,17 +287,20 @@ def _f2(con: duckdb.DuckDBPyConnection) -> dict | None:
         return {"empty": True}
     windows = sorted({r["window_days"] for r in by_media})
     media = sorted({r["media"] for r in by_media})
+    names = [_medium(m) for m in media]
+    by_name = dict(zip(names, media))
     bm = {(r["media"], r["window_days"]): r for r in by_media}
-    wname = {w: f"{w} days" for w in windows}
+    wname = {w: _("{n} days").format(n=w) for w in windows}
     inverse = {v: k for k, v in wname.items()}
 
-    def tip_media(medium: str, s: Series, v: float) -> str:
-        r = bm[(medium, inverse[s.name])]
-        return f"{medium}, within {s.name}: {pct(v)} ({r['converted']:,} of {r['eligible']:,} eligible buyers)"
+    def tip_media(name: str, s: Series, v: float) -> str:
+        r = bm[(by_name[name], inverse[s.name])]
+        return _("{medium}, within {window}: {rate} ({converted} of {eligible} eligible buyers)").format(
+            medium=name, window=s.name, rate=pct(v), converted=f"{r['converted']:,}", eligible=f"{r['eligible']:,}")
 
     media_svg = charts.bar_chart(
-        media, [Series(wname[w], [bm[(m, w)]["rate"] if (m, w) in bm else None for m in media]) for w in windows],
-        tooltip=tip_media, label="F2 conversion by medium", height=240, axis_format=lambda v: f"{v * 100:.0f}%",
+        names, [Series(wname[w], [bm[(m, w)]["rate"] if (m, w) in bm else None for m in media]) for w in windows],
+        tooltip=tip_media, label=_("F2 conversion by medium"), height=240, axis_format=lambda v: f"{v * 100:.0f}%",
     )
     cohorts = sorted({r["cohort_month"] for r in trend})
     tm = {(r["cohort_month"], r["window_days"]): r for r in trend}
@@ -260,21 +309,24 @@ def _f2(con: duckdb.DuckDBPyConnection) -> dict | None:
 
     def tip_trend(label: str, s: Series, v: float) -> str:
         r = tm[(lab_to_c[label], inverse[s.name])]
-        return f"cohort {label}, within {s.name}: {pct(v)} ({r['converted']:,} of {r['eligible']:,})"
+        return _("cohort {cohort}, within {window}: {rate} ({converted} of {eligible})").format(
+            cohort=label, window=s.name, rate=pct(v), converted=f"{r['converted']:,}", eligible=f"{r['eligible']:,}")
 
     trend_svg = charts.line_chart(
         labels, [Series(wname[w], [tm.get((c, w), {}).get("rate") for c in cohorts]) for w in windows],
-        tooltip=tip_trend, label="F2 conversion by cohort", axis_format=lambda v: f"{v * 100:.0f}%",
+        tooltip=tip_trend, label=_("F2 conversion by cohort"), axis_format=lambda v: f"{v * 100:.0f}%",
     )
     days = _rows(con, """
         select bucket_number, days_bucket, customers, share_of_second_purchasers as share, cumulative_share
         from marts.f2_days_to_second_purchase order by bucket_number
     """) if _has(con, "f2_days_to_second_purchase") else []
     days_svg = charts.bar_chart(
-        [d["days_bucket"] for d in days], [Series("second purchasers", [d["customers"] for d in days], "#319795")],
-        tooltip=lambda b, s, v: next(f"{b} days: {v:,} customers ({pct(d['share'])}; cumulative "
-                                     f"{pct(d['cumulative_share'])})" for d in days if d["days_bucket"] == b),
-        label="days to second purchase", height=200, width=560,
+        [d["days_bucket"] for d in days],
+        [Series(_("second purchasers"), [d["customers"] for d in days], "#319795")],
+        tooltip=lambda b, s, v: next(_("{bucket} days: {n} customers ({share}; cumulative {cumulative})").format(
+            bucket=b, n=f"{v:,}", share=pct(d["share"]), cumulative=pct(d["cumulative_share"]))
+            for d in days if d["days_bucket"] == b),
+        label=_("days to second purchase"), height=200, width=560,
     ) if days else None
     return {"media_svg": media_svg, "trend_svg": trend_svg, "days_svg": days_svg, "overall": overall,
             "by_media": by_media, "days": days, "windows": windows}
@@ -304,10 +356,12 @@ def _campaign_results(con: duckdb.DuckDBPyConnection, marts: set[str]) -> dict:
         if names:
             shades = ("#bee3f8", "#90cdf4", "#4299e1", "#2b6cb0", "#2f855a")
             out["funnel_svg"] = charts.bar_chart(
-                names, [Series(k, [scen[n][k] for n in names], shades[i]) for i, k in enumerate(FUNNEL)],
+                names, [Series(_label("status", k), [scen[n][k] for n in names], shades[i])
+                        for i, k in enumerate(FUNNEL)],
                 tooltip=lambda n, s, v: (f"{n} · {s.name}: {v:,.0f}"
-                                         + (f" ({v / scen[n]['sent']:.1%} of sent)" if scen[n]["sent"] else "")),
-                label="campaign funnel", height=240,
+                                         + (_(" ({share} of sent)").format(share=f"{v / scen[n]['sent']:.1%}")
+                                            if scen[n]["sent"] else "")),
+                label=_("campaign funnel"), height=240,
             )
     if "campaign_lift" in marts:
         lift = _rows(con, """
@@ -319,13 +373,15 @@ def _campaign_results(con: duckdb.DuckDBPyConnection, marts: set[str]) -> dict:
         if lift:
             out["lift_svg"] = charts.interval_chart(
                 [r["scenario_id"] for r in lift], [(r["lift"], r["lift_ci_low"], r["lift_ci_high"]) for r in lift],
-                warn=[bool(r["lift_warning"]) for r in lift], label="campaign lift",
+                warn=[bool(r["lift_warning"]) for r in lift], label=_("campaign lift"),
                 value_format=lambda v: f"{v * 100:+.1f}".replace("+0.0", "0"),
-                tooltip=lambda i: (f"{lift[i]['scenario_id']}: lift {_signed_pt(lift[i]['lift'])} "
-                                   f"(95% CI {_signed_pt(lift[i]['lift_ci_low'])} to {_signed_pt(lift[i]['lift_ci_high'])}); "
-                                   f"treated {pct(lift[i]['treated_conversion_rate'])} of {lift[i]['treated_customers']:,}, "
-                                   f"hold-out {pct(lift[i]['holdout_conversion_rate'])} of {lift[i]['holdout_customers']:,}"
-                                   + (f" · {lift[i]['lift_warning']}" if lift[i]["lift_warning"] else "")),
+                tooltip=lambda i: (_("{scenario}: lift {lift} (95% CI {low} to {high}); treated {treated_rate} of "
+                                     "{treated}, hold-out {holdout_rate} of {holdout}").format(
+                    scenario=lift[i]["scenario_id"], lift=_signed_pt(lift[i]["lift"]),
+                    low=_signed_pt(lift[i]["lift_ci_low"]), high=_signed_pt(lift[i]["lift_ci_high"]),
+                    treated_rate=pct(lift[i]["treated_conversion_rate"]), treated=f"{lift[i]['treated_customers']:,}",
+                    holdout_rate=pct(lift[i]["holdout_conversion_rate"]), holdout=f"{lift[i]['holdout_customers']:,}")
+                    + (f" · {_label('lift', lift[i]['lift_warning'])}" if lift[i]["lift_warning"] else "")),
             )
     out["variants"] = _variant_results(con, marts)
     return out
@@ -372,8 +428,9 @@ def _stages(con: duckdb.DuckDBPyConnection) -> tuple[list[dict], Any]:
         from marts.dim_customers group by stage order by customers desc
     """)
     svg = charts.bar_chart(
-        [r["stage"] for r in rows], [Series("customers", [r["customers"] for r in rows], "#805ad5")],
-        tooltip=lambda st, s, v: f"{st}: {v:,} customers", label="customers by stage", height=200, width=560,
+        [_label("stage", r["stage"]) for r in rows], [Series(_("customers"), [r["customers"] for r in rows], "#805ad5")],
+        tooltip=lambda st, s, v: _("{stage}: {n} customers").format(stage=st, n=f"{v:,}"),
+        label=_("customers by stage"), height=200, width=560,
     ) if rows else None
     return rows, svg
 
@@ -389,7 +446,12 @@ def _section(name: str, marts: set[str], build):
 
 
 def build_context(con: duckdb.DuckDBPyConnection, settings: Settings, outcome: "NightlyOutcome") -> dict[str, Any]:
-    """Everything the template shows (also used by the tests to compare the page with the marts)."""
+    """Everything the template shows (also used by the tests to compare the page with the marts).
+
+    Words are in `settings.locale` (KIZUNA_LOCALE); media are shown by name (the shop's media table)."""
+    global _locale, _names
+    _locale = settings.locale
+    _names = _media_names(con)
     marts = _relations(con, "marts")
     stages, stages_svg = _stages(con) if "dim_customers" in marts else ([], None)
     night = outcome.night.isoformat()
@@ -409,11 +471,14 @@ def build_context(con: duckdb.DuckDBPyConnection, settings: Settings, outcome: "
         "f2": _section("f2_conversion", marts, lambda: _f2(con)),
         "campaign_results": _campaign_results(con, marts),
         "segment_colors": SEGMENT_COLORS,
+        "media_name": _medium,
     }
 
 
 def write_nightly_report(con: duckdb.DuckDBPyConnection, settings: Settings, outcome: "NightlyOutcome") -> Path:
-    html = _env.get_template("report.html.j2").render(**build_context(con, settings, outcome))
+    context = build_context(con, settings, outcome)
+    jinja_install(_env, settings.locale)
+    html = _env.get_template("report.html.j2").render(**context)
     path = settings.reports_dir / f"nightly-{outcome.night.isoformat()}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")

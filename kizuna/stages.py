@@ -129,7 +129,7 @@ def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
         # what the source carries (a mapping checks the cart's headers itself).
         headers = files_dir if settings.source == "csv" else None
         result = quality.check_raw_night(con, checked, config=config, files_dir=headers)
-        page = quality.write_quality_page(settings.reports_dir, checked, result, config.sources)
+        page = quality.write_quality_page(settings.reports_dir, checked, result, config.sources, settings.locale)
         log.log(logging.WARNING if result.errors or result.warnings else logging.INFO, "night %s: %s",
                 checked, result.summary())
         log.info("quality report: %s", page)
@@ -194,7 +194,7 @@ def gate_marts(settings: Settings) -> quality.GateResult:
         ).fetchone()[0] else None
         result = quality.check_marts(con, config=config, ledger=settings.ledger, night=night)
     if night is not None:
-        page = quality.write_quality_page(settings.reports_dir, night, result, config.sources)
+        page = quality.write_quality_page(settings.reports_dir, night, result, config.sources, settings.locale)
         log.info("quality report: %s", page)
     log.log(logging.WARNING if result.errors or result.warnings else logging.INFO, "%s", result.summary())
     result.raise_on_error()

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from kizuna.errors import KizunaError
+from kizuna.i18n import gettext as _
 
 #: The longest stop message printed, in lines (the log file has everything).
 STOP_LINES = 13
@@ -40,8 +41,10 @@ def shortened(text: str, log_file: Path | None) -> str:
     if len(lines) <= STOP_LINES:
         return "\n".join(lines)
     head, tail = STOP_LINES // 2, STOP_LINES - STOP_LINES // 2 - 1
-    where = f"in {log_file}" if log_file else "in the log"
-    return "\n".join([*lines[:head], f"  ... ({len(lines) - head - tail} more lines {where})", *lines[-tail:]])
+    more = len(lines) - head - tail
+    where = (_("  ... ({n} more lines in {path})").format(n=more, path=log_file) if log_file
+             else _("  ... ({n} more lines in the log)").format(n=more))
+    return "\n".join([*lines[:head], where, *lines[-tail:]])
 
 
 def stage_of(exc: BaseException) -> str | None:

@@ -103,7 +103,7 @@ def test_a_1990s_history_runs_end_to_end_with_documented_settings_only(ran):
     out = done.stdout
     assert "Traceback" not in out + done.stderr
     for night in ("1999-12-18", "1999-12-19", "1999-12-20"):
-        assert f"Checks     raw data of night {night}: 98/98 passed" in out, out
+        assert f"品質チェック 取込データ（{night} 分）: 98/98 件合格" in out, out  # KIZUNA_LOCALE=ja, the default
     # The opening date came from the data (its earliest date) and is kept in the warehouse.
     [(opened, origin)] = _one(data_dir, "select opening_date, origin from raw._opening_date")
     earliest = _one(data_dir, "select min(registered_at)::date from raw.customers")[0][0]
@@ -148,7 +148,7 @@ def test_the_marts_are_measured_as_of_the_day_asked_and_nothing_is_sent(ran):
     assert _one(data_dir, "select distinct as_of_date from marts.customer_rfm") == [(AS_OF,)]
     assert not _one(data_dir, "select customer_id from marts.customer_rfm "
                               "where recency_days <> date_diff('day', last_order_date, date '2000-01-01')")
-    assert "marts as of 2000-01-01" in done.stdout and "none planned or sent" in done.stdout
+    assert "集計基準日 2000-01-01" in done.stdout and "計画・配信なし" in done.stdout  # KIZUNA_LOCALE=ja, the default
     ledger = data_dir / "ledger.duckdb"
     if ledger.exists():
         with duckdb.connect(str(ledger), read_only=True) as con:
@@ -197,7 +197,7 @@ def test_a_broken_night_stops_with_one_short_message_and_the_trace_in_the_log(sh
     output = (done.stdout + done.stderr).strip().splitlines()
     assert 3 <= len(output) <= 15, "\n".join(output)
     text = "\n".join(output)
-    assert output[0].startswith("Stopped: Night 1999-12-19 was refused")
+    assert output[0].startswith("停止: Night 1999-12-19 was refused")  # KIZUNA_LOCALE=ja, the default
     assert "Traceback" not in text and 'File "' not in text
     # What failed (the check, with its table, count and examples, shown as text: not eaten as markup) ...
     assert "[error] orders.ordered_at_in_range on orders.ordered_at" in text and "'1990-04-01 09:00:00'" in text
@@ -206,7 +206,7 @@ def test_a_broken_night_stops_with_one_short_message_and_the_trace_in_the_log(sh
     opened = _one(data_dir, "select opening_date from raw._opening_date")[0][0]
     assert f"if a date before {opened.isoformat()} is right" in text and "taken from the data" in text
     log_file = data_dir / "logs" / "kizuna.log"
-    assert output[-1] == f"Full log and trace: {log_file}"
+    assert output[-1] == f"ログとトレースの全文: {log_file}"  # KIZUNA_LOCALE=ja, the default
     logged = log_file.read_text(encoding="utf-8")
     assert "Traceback (most recent call last)" in logged and "QualityGateFailed" in logged
     # Following the message's advice loads the night: shop_opened set once, in the quality config.
@@ -358,7 +358,7 @@ def test_a_long_stop_message_keeps_its_head_and_tail():
     short = _shortened(text, Path("/data/logs/kizuna.log")).splitlines()
     assert len(short) == STOP_LINES <= 15
     assert short[0] == "what failed" and short[-1] == "What to do: this"
-    assert "more lines in /data/logs/kizuna.log" in short[STOP_LINES // 2]
+    assert "行は /data/logs/kizuna.log" in short[STOP_LINES // 2]  # KIZUNA_LOCALE=ja, the default
     assert _shortened("one\ntwo", None) == "one\ntwo"
 
 

@@ -70,7 +70,7 @@ def demo_twice(tmp_path_factory):
 def test_the_demo_runs_every_stage_for_real(demo_twice):
     data_dir, first, _, _, _ = demo_twice
     out = first.stdout
-    for line in ("Loaded", "Checks", "Models", "Warehouse", "Outbox", "Report"):
+    for line in ("取込", "品質チェック", "モデル", "データベース", "送信フォルダ", "レポート"):  # KIZUNA_LOCALE=ja
         assert line in out, out
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         customers = con.execute("select count(*) from raw.customers").fetchone()[0]
@@ -105,8 +105,8 @@ def _every_email_carries_the_legal_footer(outbox: Path) -> None:
 
 def test_a_second_run_loads_nothing_new_and_sends_nothing_twice(demo_twice):
     data_dir, _, second, raw_before, outbox_before = demo_twice
-    assert "nothing new" in second.stdout
-    assert "none due (or all already sent)" in second.stdout
+    assert "新しいデータなし" in second.stdout  # KIZUNA_LOCALE=ja, the default
+    assert "配信予定なし（または配信済み）" in second.stdout
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         raw_after = {t: con.execute(f"select count(*), sum(hash(x)) from raw.{t} x").fetchone() for t in raw_before}
     assert raw_after == raw_before

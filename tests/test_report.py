@@ -184,7 +184,7 @@ def test_campaign_sections_wait_for_their_marts(pages) -> None:
         assert "chart-funnel" not in first["charts"] and "chart-lift" not in first["charts"]
     assert not seen["noCampaignResults"]
     text = page.read_text(encoding="utf-8")
-    assert "f2_followup" in text and "messages</h3>" in text and "too few to tell" in text
+    assert "f2_followup" in text and "今夜の配信</h3>" in text and "対象が少なく判断不可" in text  # KIZUNA_LOCALE=ja
 
 
 def test_the_report_tells_what_needs_a_person(pages) -> None:
@@ -192,9 +192,9 @@ def test_the_report_tells_what_needs_a_person(pages) -> None:
     _, page, _, _, _ = pages
     text = page.read_text(encoding="utf-8")
     assert 'id="needs-attention"' in text
-    assert "7 email message(s) unknown" in text and "kizuna sends unknown" in text
-    assert "2 line message(s) failed, will retry" in text
-    assert "dm: nothing more was sent tonight" in text and "cannot be written" in text
+    assert "メール 7 通: 結果不明" in text and "kizuna sends unknown" in text  # KIZUNA_LOCALE=ja, the default
+    assert "LINE 2 通: 失敗（再送予定）" in text
+    assert "DM（郵送）: 今夜はこれ以上配信していません" in text and "cannot be written" in text
 
 
 def test_the_numbers_shown_are_the_marts(pages) -> None:
@@ -215,7 +215,7 @@ def test_the_numbers_shown_are_the_marts(pages) -> None:
         s: f"{n:,}" for s, n in segments}
     for window, rate in f2:
         assert cells[f"data-f2:{window}"] == pct(rate)
-    assert cells["data-gate:marts"].endswith("checks passed")
+    assert cells["data-gate:marts"].endswith("件合格")
     assert f'href="quality-{END.isoformat()}.html"' in page.read_text(encoding="utf-8")
     assert (page.parent / f"quality-{END.isoformat()}.html").exists()
 

@@ -11,49 +11,38 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 
-from jinja2 import Environment, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from kizuna.i18n import current_locale, jinja_install, translations
 from kizuna.quality.gate import GateResult
 
-_TEMPLATE = """<!doctype html>
-<html lang="ja"><head><meta charset="utf-8"><title>kizuna quality gate · night of {{ night }}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:80rem}
-table{border-collapse:collapse;width:100%;margin-bottom:2rem;font-size:.9rem}
-th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4} .error{background:#fde8e8} .warning{background:#fff6dd} .ok{color:#2a7a2a}
-code{font-size:.85rem} .bad{color:#b00;font-weight:bold} .warn{color:#a60;font-weight:bold}
-</style></head><body>
-<h1>Data-quality gates · night of {{ night }}</h1>
-<p>Generated {{ generated_at }}. Checks: <code>kizuna/quality/checks.yaml</code>{% if sources|length > 1 %}
- with overrides from <code>{{ sources[1:]|join(', ') }}</code>{% endif %}.
-An <b>error</b> stops the run (no dbt build after a raw-data error, no sends after a mart error);
-a <b>warning</b> is reported and the run goes on. Examples from personal columns are masked
-(<code>t***@example.com</code>, <code>090-****-5678</code>, <code>山***</code>): look the row up in the warehouse.</p>
-{% for g in gates %}
-<h2>{{ g.gate }}: {% if g.errors %}<span class="bad">stopped the run: {{ g.errors }} error(s)</span>
-{%- else %}<span class="ok">passed</span>{% endif %}{% if g.warnings %}, <span class="warn">{{ g.warnings }} warning(s)</span>{% endif %}</h2>
-<p>{{ g.passed }}/{{ g.outcomes|length }} checks passed in {{ '%.2f'|format(g.seconds) }} s.
-Rows checked: {% for t, n in g.rows_checked.items() %}{{ t }} {{ '{:,}'.format(n) }}{{ ', ' if not loop.last }}{% endfor %}.</p>
-<table><tr><th>result</th><th>check</th><th>table.column</th><th>expectation</th><th>failed rows</th><th>examples</th><th>why</th></tr>
-{% for o in g.outcomes|sort(attribute='rank') %}
-<tr class="{{ o.severity if not o.success else '' }}">
-<td>{% if o.success %}<span class="ok">pass</span>{% else %}{{ o.severity }}{% endif %}</td>
-<td><code>{{ o.name }}</code></td><td>{{ o.table }}{% if o.columns %}.{{ o.columns|join(', ') }}{% endif %}</td>
-<td>{{ o.expectation }}</td>
-<td>{% if o.error %}could not run: {{ o.error }}{% else %}{{ '{:,}'.format(o.unexpected_count) }}{% if o.rows_checked is not none %} / {{ '{:,}'.format(o.rows_checked) }}{% endif %}{% endif %}</td>
-<td>{% for e in o.examples %}<code>{{ e }}</code>{{ '<br>'|safe if not loop.last }}{% endfor %}</td>
-<td>{{ o.why }}</td></tr>
-{% endfor %}</table>
-{% endfor %}
-</body></html>
-"""
-
-_env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+#: The page's template, beside the report's (kizuna/templates/quality.html.j2); its words go through the
+#: message catalogue (kizuna/i18n.py), in the language of KIZUNA_LOCALE.
+_env = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
+                   autoescape=select_autoescape(default=True, default_for_string=True),
+                   extensions=["jinja2.ext.i18n"])
 
 
-def write_quality_page(reports_dir: Path, night: date, result: GateResult, sources: list[Path] | None = None) -> Path:
-    """Record `result` for `night` and (re)write the night's page; returns the page's path."""
+def _check_text(locale: str):
+    """A check's own text (expectation, why) from checks.yaml, translated when the catalogue has it.
+
+    Returns `{"text", "lang"}`: `lang` is "en" for a text left in English on a non-English page, so the
+    page says which of its words are English (a shop's own checks are written in its own words)."""
+    tr = translations(locale)
+
+    def check_text(text: str | None) -> dict:
+        if not text:
+            return {"text": "", "lang": None}
+        shown = tr.gettext(text)
+        return {"text": shown, "lang": "en" if shown == text and locale != "en" else None}
+    return check_text
+
+
+
+def write_quality_page(reports_dir: Path, night: date, result: GateResult, sources: list[Path] | None = None,
+                       locale: str | None = None) -> Path:
+    """Record `result` for `night` and (re)write the night's page, in `locale` (default KIZUNA_LOCALE);
+    returns the page's path."""
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     store = reports_dir / f"quality-{night.isoformat()}.json"
@@ -71,9 +60,11 @@ def write_quality_page(reports_dir: Path, night: date, result: GateResult, sourc
             g["warnings"] = sum(1 for o in g["outcomes"] if not o["success"] and o["severity"] == "warning")
             g["passed"] = sum(1 for o in g["outcomes"] if o["success"])
             shown.append(g)
-    html = _env.from_string(_TEMPLATE).render(
+    locale = locale or current_locale()
+    jinja_install(_env, locale)
+    html = _env.get_template("quality.html.j2").render(
         night=night.isoformat(), gates=shown, generated_at=datetime.now().strftime("%Y-%m-%d %H:%M"),
-        sources=[str(s) for s in (sources or [])])
+        sources=[str(s) for s in (sources or [])], check_text=_check_text(locale))
     page = reports_dir / f"quality-{night.isoformat()}.html"
     page.write_text(html, encoding="utf-8")
     return page
