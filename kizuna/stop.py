@@ -83,5 +83,5 @@ def as_kizuna_error(exc: BaseException) -> KizunaError:
 
 def stop_message(exc: BaseException, log_file: Path | None) -> str:
     """The whole stop message as plain text: `Stopped: ...` and where the full log is (<= STOP_LINES + 1 lines)."""
-    text = f"Stopped: {shortened(str(as_kizuna_error(exc)), log_file)}"
+    text = _("Stopped: ") + shortened(str(as_kizuna_error(exc)), log_file)
     return text + (f"\nFull log and trace: {log_file}" if log_file is not None else "")

@@ -32,7 +32,10 @@ import pytest
 from kizuna import notify
 from kizuna.config import Settings
 from kizuna.errors import KizunaError
+from kizuna.i18n import gettext
 from kizuna.stop import STOP_LINES, stop_message
+
+STOPPED = gettext("Stopped: ")  # the stop message's first words in the default language (ja)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -213,12 +216,15 @@ def test_a_worker_run_shows_kizunas_log_lines_and_the_nights_artifacts(deployed,
     ours = [entry for entry in logs if entry.name == "kizuna" or entry.name.startswith("kizuna.")]
     messages = "\n".join(entry.message for entry in ours)
     assert f"report: {data_dir / 'reports' / f'nightly-{NIGHT.isoformat()}.html'}" in messages, messages
-    assert "models built" in messages and "campaigns:" in messages and "ingest " in messages
+    assert "件を作成" in messages  # the dbt build's line, in Japanese (KIZUNA_LOCALE=ja, the default)
+    assert "campaigns:" in messages and "ingest " in messages, messages
     assert sum(entry.task_run_id is not None for entry in ours) >= 5
     # The night's artifacts: the summary the command line prints, the sends, the failed checks, the report.
     assert set(artifacts) >= {"kizuna-night-summary", "kizuna-sends", "kizuna-failed-checks", "kizuna-report"}
     summary = artifacts["kizuna-night-summary"].data
-    assert f"night of {NIGHT.isoformat()}" in summary and "Loaded" in summary and "Models" in summary
+    heading = gettext("kizuna nightly run · night of {night} · sends dated {day}").split("{day}")[0]
+    assert heading.format(night=NIGHT.isoformat()) in summary  # the console's own words (ja by default)
+    assert gettext("Loaded") in summary and gettext("Models") in summary
     sends = json.loads(artifacts["kizuna-sends"].data)
     rows = sends if isinstance(sends, list) else []
     assert rows and {"scenario", "step", "channel", "status", "messages"} <= set(rows[0]), sends
@@ -227,7 +233,7 @@ def test_a_worker_run_shows_kizunas_log_lines_and_the_nights_artifacts(deployed,
     assert json.loads(artifacts["kizuna-failed-checks"].data) is not None
     assert receiver.received == []  # a night that ran to the end: nobody is paged (no summary asked for)
     # The worker process kept the log file too.
-    assert "models built" in (data_dir / "logs" / "kizuna.log").read_text(encoding="utf-8")
+    assert "件を作成" in (data_dir / "logs" / "kizuna.log").read_text(encoding="utf-8")
 
 
 def test_a_night_broken_under_a_worker_stops_with_one_message_a_notification_and_artifacts(
@@ -236,7 +242,7 @@ def test_a_night_broken_under_a_worker_stops_with_one_message_a_notification_and
     flow_run_id, worker = _run_under_worker(deployed, data_dir, receiver.url, tmp_path)
     run, logs, artifacts, _ = _logs_and_artifacts(deployed, flow_run_id)
     assert run.state.is_failed(), worker.stdout + worker.stderr
-    stops = [entry for entry in logs if entry.name == "kizuna" and entry.message.startswith("Stopped: ")]
+    stops = [entry for entry in logs if entry.name == "kizuna" and entry.message.startswith(STOPPED)]
     assert len(stops) == 1, [e.message for e in logs]
     lines = stops[0].message.splitlines()
     assert len(lines) <= 15 and "orders.customer_exists" in stops[0].message and "Traceback" not in stops[0].message
@@ -269,7 +275,7 @@ def test_a_night_broken_on_purpose_notifies_once_and_prints_one_short_stop(deplo
                           timeout=300)
     assert done.returncode == 1
     output = (done.stdout + done.stderr).strip().splitlines()
-    assert 3 <= len(output) <= 15 and output[0].startswith(f"Stopped: Night {NIGHT.isoformat()} was refused"), output
+    assert 3 <= len(output) <= 15 and output[0].startswith(f"{STOPPED}Night {NIGHT.isoformat()} was refused"), output
     assert "Traceback" not in "\n".join(output)
     assert len(receiver.received) == 1, receiver.received  # sent within the run, once (not by both CLI and flow)
     assert "orders.customer_exists" in receiver.received[0][1]["message"]
@@ -322,6 +328,6 @@ def test_a_long_failure_is_one_message_of_at_most_15_lines(tmp_path):
     exc = KizunaError("\n".join(f"line {i}" for i in range(200)))
     message = stop_message(exc, tmp_path / "kizuna.log").splitlines()
     assert len(message) == STOP_LINES + 1 <= 15
-    assert message[0] == "Stopped: line 0" and message[-2] == "line 199"
+    assert message[0] == f"{STOPPED}line 0" and message[-2] == "line 199"
     unexpected = stop_message(ZeroDivisionError("division by zero"), None)
-    assert unexpected.startswith("Stopped: the nightly run failed with an unexpected error: ZeroDivisionError")
+    assert unexpected.startswith(f"{STOPPED}the nightly run failed with an unexpected error: ZeroDivisionError")
