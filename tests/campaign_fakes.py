@@ -183,6 +183,21 @@ class CrashingOutbox(_Crashing, OutboxChannel):
         return outcomes
 
 
+class MemoryChannel(Channel):
+    """An in-process channel that remembers what it delivered in `log` (idempotent, like the outbox)."""
+
+    max_batch_size = 50
+    resend_safe_for = ALWAYS
+
+    def __init__(self, name: str, log: list[Message]) -> None:
+        self.name = name
+        self.log = log
+
+    def send_batch(self, messages: list[Message], journal: DeliveryJournal = NO_JOURNAL) -> list[Outcome]:
+        self.log.extend(messages)
+        return [Outcome(m.send_id, "sent") for m in messages]
+
+
 def read_records(path: Path) -> list[dict]:
     if not path.exists():
         return []

@@ -11,27 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from campaign_fakes import add_customer, add_order, make_warehouse
+from campaign_fakes import MemoryChannel as Memory, add_customer, add_order, make_warehouse
 from campaigns.engine import best_send_hours, run_campaigns
 from campaigns.schema import Scenario, load_scenarios
-from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, Message, Outcome
+from connectors.channels.base import Message
 from kizuna.config import Settings
 from kizuna.errors import ScenarioError
-
-
-class Memory(Channel):
-    """An in-process channel that remembers what it delivered (idempotent, like the outbox)."""
-
-    max_batch_size = 50
-    resend_safe_for = ALWAYS
-
-    def __init__(self, name: str, log: list) -> None:
-        self.name = name
-        self.log = log
-
-    def send_batch(self, messages, journal=NO_JOURNAL):
-        self.log.extend(messages)
-        return [Outcome(m.send_id, "sent") for m in messages]
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from campaign_fakes import add_abandoned_cart, add_customer, add_order, make_warehouse
+from campaign_fakes import MemoryChannel as Memory, add_abandoned_cart, add_customer, add_order, make_warehouse
 from campaigns import ledger
 from campaigns.engine import in_holdout, preview_campaigns, run_campaigns
 from campaigns.schema import Scenario, load_scenario, load_scenarios
-from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, Message, Outcome
+from connectors.channels.base import Message
 from kizuna.config import Settings
 from kizuna.errors import ScenarioError
 
@@ -24,22 +24,6 @@ SUPPLEMENT_A = {  # docs/domain.md, supplement A: day after order -> channels
 }
 SUPPLEMENT_B_TRIAL = [4, 5, 8, 11, 15, 18, 22, 26, 32]
 SUPPLEMENT_B_SUBSCRIPTION = [2, 4, 11, 18, 21]
-
-
-class Memory(Channel):
-    """An in-process channel that remembers what it delivered (idempotent, like the outbox)."""
-
-    max_batch_size = 50
-    resend_safe_for = ALWAYS
-    log: list[Message]
-
-    def __init__(self, name: str, log: list) -> None:
-        self.name = name
-        self.log = log
-
-    def send_batch(self, messages, journal=NO_JOURNAL):
-        self.log.extend(messages)
-        return [Outcome(m.send_id, "sent") for m in messages]
 
 
 @pytest.fixture

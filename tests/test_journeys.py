@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from campaign_fakes import add_abandoned_cart, add_customer, add_order, make_warehouse
+from campaign_fakes import MemoryChannel as Memory, add_abandoned_cart, add_customer, add_order, make_warehouse
 from campaigns import ledger
 from campaigns.engine import preview_campaigns, run_campaigns
 from campaigns.schema import Scenario, load_scenario, load_scenarios
-from connectors.channels.base import ALWAYS, NO_JOURNAL, Channel, Message, Outcome
+from connectors.channels.base import Message
 from kizuna.config import Settings
 from kizuna.errors import ScenarioError
 from kizuna.events import store
@@ -44,21 +44,6 @@ steps:
   - {id: d08_line, day: 8, channel: line, template: cart_reminder_line,
      only_if: {not_opened: d06_mail, within_days: 2}}
 """
-
-
-class Memory(Channel):
-    """An in-process channel that remembers what it delivered (idempotent, like the outbox)."""
-
-    max_batch_size = 50
-    resend_safe_for = ALWAYS
-
-    def __init__(self, name: str, log: list) -> None:
-        self.name = name
-        self.log = log
-
-    def send_batch(self, messages, journal=NO_JOURNAL):
-        self.log.extend(messages)
-        return [Outcome(m.send_id, "sent") for m in messages]
 
 
 @pytest.fixture
