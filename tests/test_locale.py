@@ -20,10 +20,9 @@ import duckdb
 import pytest
 from babel.messages.pofile import read_po
 
-from campaigns.engine import CampaignResult
+from built_shop import build_small_shop
 from kizuna import cli, i18n, stages
 from kizuna.config import Settings, get_settings
-from kizuna.demo_shop import generate_shop
 from kizuna.quality.page import write_quality_page
 from kizuna.report import write_nightly_report
 from kizuna.warehouse import connect
@@ -194,18 +193,7 @@ def english_in(texts: list[str]) -> list[str]:
 def shop(tmp_path_factory: pytest.TempPathFactory):
     """A real small warehouse: demo exports, ingest, full dbt build, mart gate."""
     tmp = tmp_path_factory.mktemp("locale")
-    settings = Settings(data_dir=tmp / "data")
-    generate_shop(settings.exports_dir, customers=600, seed=3, end_date=END, nights=1)
-    night = stages.resolve_night(settings, None)
-    outcome = stages.NightlyOutcome(night=night)
-    outcome.loads = stages.ingest(settings, night)
-    outcome.build = stages.build_marts(settings, outcome.run_date)
-    outcome.mart_gate = stages.gate_marts(settings)
-    outcome.campaigns = CampaignResult(
-        run_date=outcome.run_date,
-        delivered=Counter({("f2_followup", "day7", "email", "sent"): 12, ("f2_followup", "day7", "line", "skipped"): 3}),
-        channel_problems={"dm": "the dm-list folder cannot be written"},
-        attention=Counter({("email", "unknown"): 7, ("line", "failed, will retry"): 2}))
+    settings, outcome = build_small_shop(tmp, customers=600, seed=3, end=END)
     return settings, outcome
 
 

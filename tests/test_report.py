@@ -19,17 +19,15 @@ import os
 import re
 import shutil
 import subprocess
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from campaigns.engine import CampaignResult
+from built_shop import build_small_shop
 from kizuna import stages
 from kizuna.config import Settings
-from kizuna.demo_shop import generate_shop
 from kizuna.report import write_nightly_report
 from kizuna.report_charts import pct, yen
 from kizuna.warehouse import connect
@@ -95,18 +93,7 @@ def probe(page: Path, tmp: Path) -> dict:
 def shop(tmp_path_factory: pytest.TempPathFactory):
     """A real small warehouse: demo exports, ingest, full dbt build, mart gate (writes the quality page)."""
     tmp = tmp_path_factory.mktemp("report")
-    settings = Settings(data_dir=tmp / "data")
-    generate_shop(settings.exports_dir, customers=1500, seed=1, end_date=END, nights=1)
-    night = stages.resolve_night(settings, None)
-    outcome = stages.NightlyOutcome(night=night)
-    outcome.loads = stages.ingest(settings, night)
-    outcome.build = stages.build_marts(settings, outcome.run_date)
-    outcome.mart_gate = stages.gate_marts(settings)
-    outcome.campaigns = CampaignResult(
-        run_date=outcome.run_date,
-        delivered=Counter({("f2_followup", "day7", "email", "sent"): 12, ("f2_followup", "day7", "line", "skipped"): 3}),
-        channel_problems={"dm": "the dm-list folder cannot be written"},
-        attention=Counter({("email", "unknown"): 7, ("line", "failed, will retry"): 2}))
+    settings, outcome = build_small_shop(tmp, customers=1500, seed=1, end=END)
     return settings, outcome, tmp
 
 
