@@ -38,8 +38,12 @@ class ReconcileResult:
     still_unknown: int
 
     def summary(self) -> str:
-        return (f"unknown e-mails reconciled from SendGrid events: {self.sent} sent, {self.dropped} dropped, "
-                f"{self.resend} planned again (never accepted), {self.still_unknown} still unknown")
+        """One line for the console and the log, in KIZUNA_LOCALE."""
+        from kizuna.i18n import gettext as _
+
+        return _("unknown e-mails reconciled from SendGrid events: {sent} sent, {dropped} dropped, {resend} "
+                 "planned again (never accepted), {unknown} still unknown").format(
+            sent=self.sent, dropped=self.dropped, resend=self.resend, unknown=self.still_unknown)
 
 
 def reconcile_unknown_emails(con: duckdb.DuckDBPyConnection, wait_hours: float, shop_timezone: str,

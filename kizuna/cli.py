@@ -225,7 +225,7 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
     else:
         _line(_("Loaded"), _("nothing new: every export was already loaded"))
     if outcome.erasure is not None:
-        _line(_("Erasure"), outcome.erasure.summary().removeprefix('erasure: '))
+        _line(_("Erasure"), outcome.erasure.summary(prefixed=False))
     if outcome.events is not None:
         _line(_("Feedback"), outcome.events.summary())
     for load in outcome.loads:

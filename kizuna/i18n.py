@@ -78,6 +78,11 @@ def gettext(message: str, locale: str | None = None) -> str:
 _ = gettext
 
 
+def N_(message: str) -> str:
+    """Mark a msgid kept in data (a table of texts) for the extraction; translate it later with `gettext`."""
+    return message
+
+
 def label(kind: str, code: str | None, locale: str | None = None) -> str:
     """A code's word for people (`label("segment", "at_risk")` → 離反予備軍 / "At risk"); the code when unknown."""
     if code is None:
@@ -99,6 +104,8 @@ def jinja_install(env, locale: str) -> None:
 #: Where `_("...")` calls are looked for (Babel's extractors: Python, and Jinja with its i18n extension).
 EXTRACT_METHODS = [
     ("kizuna/**.py", "python"),
+    ("campaigns/**.py", "python"),
+    ("connectors/**.py", "python"),
     ("kizuna/templates/**.j2", "jinja2.ext:babel_extract"),
 ]
 
@@ -120,11 +127,31 @@ def used_msgids() -> dict[str, list[str]]:
     for kind, codes in LABEL_CODES.items():
         for code in codes:
             found.setdefault(f"{kind}.{code}", []).append("kizuna/i18n.py LABEL_CODES")
+    for message, where in check_texts().items():
+        found.setdefault(message, []).extend(where)
+    return found
+
+
+def check_texts() -> dict[str, list[str]]:
+    """The texts of kizuna's own data-quality checks (kizuna/quality/checks.yaml): each check's `why`, `fix`
+    and, for SQL checks, `expectation`, as written (with their `$name`s: the gate translates, then fills in)."""
+    import yaml
+
+    path = Path(__file__).parent / "quality" / "checks.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    found: dict[str, list[str]] = {}
+    for gate in ("raw", "marts"):
+        for check in config.get(gate) or []:
+            parts = ("why", "fix") + (("expectation",) if check.get("sql") or check.get("builtin") else ())
+            for part in parts:
+                if check.get(part):
+                    found.setdefault(str(check[part]), []).append(f"kizuna/quality/checks.yaml {check['name']}")
     return found
 
 
 def update_catalogues() -> dict[str, list[str]]:
-    """Add every used msgid missing from each catalogue (untranslated), keep every translation; returns what
+    """Add every used msgid missing from each catalogue (untranslated), drop the ones no longer used, keep every
+    other translation; returns what
     each catalogue still lacks a translation for. `python -m kizuna.i18n` runs it (docs/locale.md)."""
     from babel.messages.pofile import write_po
 
@@ -137,6 +164,9 @@ def update_catalogues() -> dict[str, list[str]]:
         for msgid, where in used.items():
             if msgid not in catalog:
                 catalog.add(msgid, "", locations=[(w, None) for w in where[:3]])
+        for message in list(catalog):  # a text the code no longer uses goes (git keeps its translation)
+            if message.id and message.id not in used:
+                catalog.delete(message.id)
         with path.open("wb") as f:
             write_po(f, catalog, width=120, omit_header=False, sort_output=False, include_lineno=False)
         # English needs a text only for the label keys: its source strings are English already.

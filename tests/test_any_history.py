@@ -200,11 +200,11 @@ def test_a_broken_night_stops_with_one_short_message_and_the_trace_in_the_log(sh
     assert output[0].startswith("停止: Night 1999-12-19 was refused")  # KIZUNA_LOCALE=ja, the default
     assert "Traceback" not in text and 'File "' not in text
     # What failed (the check, with its table, count and examples, shown as text: not eaten as markup) ...
-    assert "[error] orders.ordered_at_in_range on orders.ordered_at" in text and "'1990-04-01 09:00:00'" in text
+    assert "[エラー] orders.ordered_at_in_range（orders.ordered_at）" in text and "'1990-04-01 09:00:00'" in text
     # ... and what to change: the setting, the opening date kizuna took from the data, the file to put it in.
     assert "shop_opened: YYYY-MM-DD" in text and "KIZUNA_QUALITY_CONFIG" in text
     opened = _one(data_dir, "select opening_date from raw._opening_date")[0][0]
-    assert f"if a date before {opened.isoformat()} is right" in text and "taken from the data" in text
+    assert f"{opened.isoformat()} より前の日付が正しいなら" in text and "データから取得" in text  # ja, the default
     log_file = data_dir / "logs" / "kizuna.log"
     assert output[-1] == f"ログとトレースの全文: {log_file}"  # KIZUNA_LOCALE=ja, the default
     logged = log_file.read_text(encoding="utf-8")
@@ -291,7 +291,7 @@ def test_the_first_history_sets_the_opening_date_and_a_later_older_date_is_an_er
     with pytest.raises(QualityGateFailed) as stopped:
         second.raise_on_error()
     message = str(stopped.value)
-    assert "'1995-01-01 10:00:00'" in message and "Hint: if a date before 1996-05-01 is right" in message
+    assert "'1995-01-01 10:00:00'" in message and "対処: 1996-05-01 より前の日付が正しいなら" in message  # ja
     assert "shop_opened: YYYY-MM-DD" in message and "KIZUNA_QUALITY_CONFIG" in message
     # The setting, once set, wins over the date taken from the data.
     config = _config(tmp_path, shop_opened=date(1990, 1, 1))

@@ -340,7 +340,7 @@ def test_erased_person_leaves_no_trace_and_stays_erased(shop: Settings, monkeypa
     assert first.blanked["archive rows"] >= 2 and first.blanked["list rows"] >= 3
     assert first.files_deleted >= 4 and first.blanked["report values"] == 3, first.summary()
     assert KEEP_ROW["email"] in page.read_text(encoding="utf-8")
-    assert "1 customer(s) newly erased" in first.summary()
+    assert "新たに削除した顧客 1 人" in first.summary()  # KIZUNA_LOCALE=ja, the default
 
     # Night 3: the old row re-sent (and a newer one without deleted_at), and a new id with their address.
     write_night_3(settings.exports_dir)
@@ -410,7 +410,7 @@ def test_erased_person_leaves_no_trace_and_stays_erased(shop: Settings, monkeypa
     quiet = apply_erasures(settings)
     assert (quiet.newly_erased, quiet.repurged, quiet.blocked_by_identity) == (0, 0, 0)
     assert not quiet.purged_anything and not quiet.warehouse_rewritten, quiet.summary()
-    assert "nothing left to purge" in quiet.summary()
+    assert "消去すべきものは残っていません" in quiet.summary()  # KIZUNA_LOCALE=ja, the default
 
     # The warehouse rebuilt from the shop's exports (which still hold the person: they are the shop's):
     # the register in the ledger erases them again, and the archive's fresh copies too.
@@ -578,5 +578,5 @@ def test_vacuuming_the_event_store_drops_what_an_update_left_in_the_file(tmp_pat
 def test_nothing_to_do_before_the_first_load(tmp_path):
     result = apply_erasures(Settings(home=ROOT, data_dir=tmp_path / "data"))
     assert result.newly_erased == 0 and not result.warehouse_rewritten
-    assert "nothing left to purge" in result.summary()
+    assert "消去すべきものは残っていません" in result.summary()  # KIZUNA_LOCALE=ja, the default
 

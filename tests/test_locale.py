@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
@@ -223,6 +224,7 @@ def test_japanese_pages_have_no_english_labels(shop, monkeypatch: pytest.MonkeyP
         found = english_in(texts)
         assert found == [], f"English in the Japanese {name}:\n" + "\n".join(found)
     assert '<html lang="ja">' in report
+    assert 'lang="en"' not in quality, "a check of kizuna's own is shown in English on the Japanese quality page"
     # segments, stages, channels and statuses are words; the codes stay only in data attributes
     for word in ("要注意", "休眠", "メール", "結果不明", "失敗（再送予定）", "データ品質", "取込データ"):
         assert word in report, word
@@ -259,3 +261,59 @@ def test_english_on_request(shop, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "checks passed" in "".join(visible_text(quality)) and "expectation" in visible_text(quality)
     assert "Loaded" in summary and "Done in 12.3 s." in summary and "E-mail" in summary
     assert "要注意" not in report and "データ品質" not in report
+
+
+def _every_check_failed(locale: str):
+    """Every check of kizuna's checks.yaml (both gates) as a failed outcome with examples, resolved for a night
+    whose opening date was taken from the data: the texts a stopped night shows."""
+    from kizuna.quality import gate as quality_gate
+    from kizuna.quality.config import load_config
+
+    night = date(2026, 11, 20)
+    config = load_config()
+    opening = quality_gate.OpeningDate(date(2020, 4, 1), "taken from the data: the earliest orders.ordered_at, "
+                                                          "night 2026-11-20")
+    params = {**quality_gate._runtime_params(config, night), **quality_gate._opening_params(config, opening, night)}
+    results = []
+    for which, name in (("raw", "raw data"), ("marts", "marts")):
+        checks = quality_gate._checks(config, which, params)
+        outcomes = [quality_gate.CheckOutcome(replace(c, severity="error"), False, 3, ["x-1", "x-2"], 120)
+                    for c in checks]
+        results.append(quality_gate.GateResult(name, outcomes, {}, night=night))
+    return results
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+def test_every_check_reads_in_the_teams_language(locale: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All of kizuna's own checks failing at once: the quality page, each check's line (console, log, stop
+    message) and the stop message itself are in the page's language — no check is left in English on a
+    Japanese page, and the English page says them in English words."""
+    monkeypatch.setenv("KIZUNA_LOCALE", locale)
+    get_settings.cache_clear()
+    try:
+        results = _every_check_failed(locale)
+        assert sum(len(r.outcomes) for r in results) >= 70
+        for result in results:
+            page = write_quality_page(tmp_path, result.night, result, locale=locale)
+            lines = [o.describe(locale=locale) for o in result.outcomes]
+            with pytest.raises(Exception) as stopped:
+                result.raise_on_error()
+        html = page.read_text(encoding="utf-8")
+        stop_lines = str(stopped.value).splitlines()
+    finally:
+        get_settings.cache_clear()
+    shown = visible_text(html)
+    if locale == "ja":
+        assert 'lang="en"' not in html
+        assert english_in(shown) == []
+        assert english_in(lines) == [], "\n".join(english_in(lines))
+        assert english_in(stop_lines) == []
+        assert "店舗のどの出来事も開店日 2020-04-01（データから取得: 最も古い orders.ordered_at（夜 2026-11-20））" in html
+        assert any("値が 0 以上" in t for t in shown)
+    else:
+        ja_text = re.compile(r"[\u3040-\u30fb\u4e00-\u9fff]")  # kana and kanji (not ー: an example of bad input)
+        assert [t for t in shown + lines + stop_lines if ja_text.search(t)] == []
+        assert any(t.startswith("values at least 0") for t in shown)
+        assert "no event of the shop can be older than its opening date, 2020-04-01" in html
+    # the codes stay: check names for searching, the expectation's class in a data attribute
+    assert "orders.total_adds_up" in html and 'data-expectation="ExpectColumnValuesToBeBetween"' in html

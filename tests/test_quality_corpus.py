@@ -33,6 +33,18 @@ YESTERDAY, TONIGHT = date(2026, 11, 21), END
 # -- the clean shop, loaded through yesterday -------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def english_messages(monkeypatch: pytest.MonkeyPatch):
+    """These tests read what each check says (names, counts, examples) in the English source wording; the
+    Japanese wording of every check is tested in tests/test_locale.py."""
+    from kizuna.config import get_settings
+
+    monkeypatch.setenv("KIZUNA_LOCALE", "en")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     from kizuna.demo_shop import generate_shop
@@ -149,7 +161,7 @@ CASES = [
     Case("status-not-allowed", edit("orders", first(status="shipped")),
          "orders.status_allowed", "error", "orders", 1, "'shipped'"),
     Case("total-does-not-add-up", edit("orders", first(total=lambda r: str(int(r["total"]) + 1))),
-         "orders.total_adds_up", "error", "orders", 1, "ExpectColumnPairValuesToBeEqual"),
+         "orders.total_adds_up", "error", "orders", 1, "both columns equal"),
     Case("negative-discount", edit("orders", first(
         discount="-100", total=lambda r: str(int(r["subtotal"]) + 100 + int(r["shipping_fee"])))),
          "orders.discount_non_negative", "error", "orders", 1, "-100"),
@@ -160,7 +172,7 @@ CASES = [
     Case("line-of-unknown-product", edit("order_lines", first(product_id="P-NOPE")),
          "order_lines.product_exists", "error", "order_lines", 1, "-> P-NOPE"),
     Case("line-amount-does-not-add-up", edit("order_lines", first(line_amount="1")),
-         "order_lines.line_amount_adds_up", "error", "order_lines", 1, "ExpectColumnPairValuesToBeEqual"),
+         "order_lines.line_amount_adds_up", "error", "order_lines", 1, "both columns equal"),
     Case("shipment-of-unknown-order", edit("shipments", first(order_id="O888888888")),
          "shipments.order_exists", "error", "shipments", 1, "-> O888888888"),
     Case("order-in-the-future", edit("orders", first(ordered_at="2027-01-05 10:00:00")),

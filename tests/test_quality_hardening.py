@@ -27,6 +27,18 @@ AT = datetime(2026, 11, 22, 10, 0)
 INT64_MAX = 2**63 - 1
 
 
+@pytest.fixture(autouse=True)
+def english_messages(monkeypatch: pytest.MonkeyPatch):
+    """These tests read what each check says (names, counts, examples) in the English source wording; the
+    Japanese wording of every check is tested in tests/test_locale.py."""
+    from kizuna.config import get_settings
+
+    monkeypatch.setenv("KIZUNA_LOCALE", "en")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def con():
     con = duckdb.connect()
@@ -151,7 +163,7 @@ def test_a_column_type_ge_cannot_compare_is_reported(con):
     outcome = result.failed("customers.last_name_between")
     assert outcome in result.errors and "same type" in outcome.error
     with pytest.raises(QualityGateFailed, match="customers.last_name_between on customers.last_name: "
-                                                "ExpectColumnValuesToBeBetween could not run"):
+                                                "values at least 0 could not run"):
         result.raise_on_error()
 
 

@@ -49,6 +49,7 @@ from campaigns import ledger
 from campaigns.reconcile import ReconcileResult, reconcile_unknown_emails
 from campaigns.schema import Scenario, load_scenarios
 from kizuna.config import Settings
+from kizuna.i18n import gettext as _
 from kizuna.events import store
 from kizuna.warehouse import connect
 
@@ -75,11 +76,13 @@ class EventsLoadResult:
     reconciled: ReconcileResult | None = None
 
     def summary(self) -> str:
-        text = (f"events: {self.email_events_loaded} e-mail and {self.line_events_loaded} LINE events loaded, "
-                f"{self.sends_copied} sends copied; {self.suppressions_added} suppression(s) added, "
-                f"{self.suppressions_lifted} lifted")
+        """One line for the console and the log, in KIZUNA_LOCALE."""
+        text = _("events: {email} e-mail and {line} LINE events loaded, {copied} sends copied; {added} "
+                 "suppression(s) added, {lifted} lifted").format(
+            email=self.email_events_loaded, line=self.line_events_loaded, copied=self.sends_copied,
+            added=self.suppressions_added, lifted=self.suppressions_lifted)
         if self.unmatched_feedback:
-            text += f"; {self.unmatched_feedback} feedback event(s) not matched to a customer"
+            text += _("; {n} feedback event(s) not matched to a customer").format(n=self.unmatched_feedback)
         if self.reconciled and (self.reconciled.sent or self.reconciled.dropped or self.reconciled.resend
                                 or self.reconciled.still_unknown):
             text += "; " + self.reconciled.summary()

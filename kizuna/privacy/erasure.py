@@ -57,6 +57,7 @@ import duckdb
 
 from campaigns import ledger
 from kizuna.config import Settings
+from kizuna.i18n import gettext as _
 from kizuna.errors import KizunaError
 from kizuna.events import store
 from connectors.sources import loader
@@ -138,21 +139,24 @@ class ErasureResult:
     def purged_anything(self) -> bool:
         return bool(sum(self.blanked.values()) or self.files_deleted or self.files_rewritten)
 
-    def summary(self) -> str:
-        head = (f"erasure: {self.newly_erased} customer(s) newly erased, {self.repurged} re-purged, "
-                f"{self.blocked_by_identity} blocked by identity")
+    def summary(self, prefixed: bool = True) -> str:
+        """One line for the console and the log, in KIZUNA_LOCALE (`prefixed`: starting with "erasure: ")."""
+        head = (_("erasure: ") if prefixed else "") + _(
+            "{erased} customer(s) newly erased, {repurged} re-purged, {blocked} blocked by identity").format(
+            erased=self.newly_erased, repurged=self.repurged, blocked=self.blocked_by_identity)
+        seconds = _(" ({seconds} s)").format(seconds=f"{self.seconds:.1f}")
         if not self.purged_anything and not self.warehouse_rewritten and not self.events_store_vacuumed:
-            return f"{head}; nothing left to purge ({self.seconds:.1f} s)"
+            return head + _("; nothing left to purge") + seconds
         places = ", ".join(f"{place} {n}" for place, n in sorted(self.blanked.items()) if n)
-        text = (f"{head}; blanked {places or 'nothing'}; {self.files_rewritten} file(s) rewritten, "
-                f"{self.files_deleted} deleted")
+        text = head + _("; blanked {places}; {rewritten} file(s) rewritten, {deleted} deleted").format(
+            places=places or _("nothing"), rewritten=self.files_rewritten, deleted=self.files_deleted)
         if self.warehouse_rewritten:
-            text += "; warehouse rewritten"
+            text += _("; warehouse rewritten")
         if self.events_store_vacuumed:
-            text += "; event store vacuumed"
+            text += _("; event store vacuumed")
         if self.warnings:
-            text += f"; {len(self.warnings)} warning(s)"
-        return text + f" ({self.seconds:.1f} s)"
+            text += _("; {n} warning(s)").format(n=len(self.warnings))
+        return text + seconds
 
 
 def apply_erasures(settings: Settings) -> ErasureResult:

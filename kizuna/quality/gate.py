@@ -26,6 +26,7 @@ from typing import Any, Literal
 import duckdb
 
 from kizuna.errors import KizunaError, QualityGateFailed
+from kizuna.i18n import LOCALES, N_, current_locale, label, translations
 from kizuna.masking import escape_unsafe, mask_contacts_in, mask_value
 from kizuna.quality.config import QualityConfig, load_config
 
@@ -58,6 +59,20 @@ class Check:
     fix: str = ""
     #: SQL checks: the column holding how many rows each offending value stands for (default: one).
     count_column: str | None = None
+    #: The check's texts as people read them, per locale: {"ja": {"expectation", "why", "fix"}, ...}, each
+    #: translated through the message catalogue *before* its `$name`s are filled in (see `_texts`). A text the
+    #: catalogue lacks (a shop's own check) is missing here, and shown as written.
+    texts: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+
+    def text(self, part: str, locale: str | None = None) -> tuple[str, bool]:
+        """The check's `part` ("expectation", "why" or "fix") in `locale` (default KIZUNA_LOCALE), and whether
+        it is in that language: False for a text the catalogue does not have, shown as written (English)."""
+        locale = locale or current_locale()
+        english = getattr(self, part) or ""
+        shown = self.texts.get(locale, {}).get(part)
+        if shown is not None:
+            return shown, True
+        return english, locale == "en" or not english
 
     @property
     def frame(self) -> str:  # the name the first version used
@@ -81,17 +96,26 @@ class CheckOutcome:
     rows_checked: int | None = None
     error: str | None = None  # the check itself could not run
 
-    def describe(self, why: bool = True) -> str:
+    def describe(self, why: bool = True, locale: str | None = None) -> str:
+        """One line for the console, the log and a stop message, in `locale` (default KIZUNA_LOCALE)."""
+        locale = locale or current_locale()
+        _ = translations(locale).gettext
         c = self.check
         shown = ", ".join(repr(v) for v in self.examples)
         where = c.table + (f".{c.column}" if c.columns else "")
-        of = f" of {self.rows_checked:,}" if self.rows_checked is not None else ""
         if self.error:
-            what = f"could not run: {self.error}"
+            what = _("could not run: %(why)s") % {"why": self.error}
+        elif self.rows_checked is not None:
+            what = _("failed for {n} of {total} row(s)").format(n=f"{self.unexpected_count:,}",
+                                                                 total=f"{self.rows_checked:,}")
         else:
-            what = f"failed for {self.unexpected_count:,}{of} row(s)"
-        return (f"[{c.severity}] {c.name} on {where}: {c.expectation} {what}"
-                + (f" (e.g. {shown})" if shown else "") + (f" - {c.why}" if c.why and why else ""))
+            what = _("failed for {n} row(s)").format(n=f"{self.unexpected_count:,}")
+        because = c.text("why", locale)[0]
+        return (_("[{severity}] {check} on {where}: {expectation} {what}").format(
+                    severity=label("severity", c.severity, locale), check=c.name, where=where,
+                    expectation=c.text("expectation", locale)[0], what=what)
+                + (_(" (e.g. {examples})").format(examples=shown) if shown else "")
+                + (f" - {because}" if because and why else ""))
 
 
 @dataclass
@@ -119,10 +143,14 @@ class GateResult:
         return next((o for o in self.errors + self.warnings if o.check.name == name), None)
 
     def summary(self) -> str:
-        head = (f"{self.gate}: {self.passed}/{len(self.outcomes)} checks passed, "
-                f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
         problems = [o.describe() for o in self.errors + self.warnings]
-        return "\n".join([head, *("  " + p for p in problems)])
+        return "\n".join([self._head(), *("  " + p for p in problems)])
+
+    def _head(self) -> str:
+        _ = translations(current_locale()).gettext
+        return _("{gate}: {passed}/{total} checks passed, {errors} error(s), {warnings} warning(s)").format(
+            gate=label("gate", self.gate), passed=self.passed, total=len(self.outcomes), errors=len(self.errors),
+            warnings=len(self.warnings))
 
     def raise_on_error(self) -> None:
         """Raise `QualityGateFailed` when a check of severity error failed.
@@ -134,20 +162,20 @@ class GateResult:
         """
         if not self.errors:
             return
-        head = (f"{self.gate}: {self.passed}/{len(self.outcomes)} checks passed, "
-                f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
-        lines = [head, *("  " + o.describe(why=False) for o in self.errors[:MESSAGE_ERRORS])]
+        _ = translations(current_locale()).gettext
+        lines = [self._head(), *("  " + o.describe(why=False) for o in self.errors[:MESSAGE_ERRORS])]
         more = len(self.errors) - MESSAGE_ERRORS
-        page = f"quality-{self.night.isoformat()}.html" if self.night else "the night's quality page"
+        page = f"quality-{self.night.isoformat()}.html" if self.night else _("the night's quality page")
         if more > 0:
-            lines.append(f"  ... and {more} more error(s); every check, with its examples: {page} in the reports folder")
-        fixes = list(dict.fromkeys(o.check.fix for o in self.errors if o.check.fix))
-        lines += [f"Hint: {f}" for f in fixes[:2]]
+            lines.append(_("  ... and {n} more error(s); every check, with its examples: {page} in the reports "
+                           "folder").format(n=more, page=page))
+        fixes = list(dict.fromkeys(o.check.text("fix")[0] for o in self.errors if o.check.fix))
+        lines += [_("Hint: {fix}").format(fix=f) for f in fixes[:2]]
         if self.gate == "raw data":  # the loader adds what to do with the night (its files, then run again)
-            lines.append("The run stopped here: nothing was modelled or sent.")
+            lines.append(_("The run stopped here: nothing was modelled or sent."))
         else:
-            lines.append("The run stopped here: nothing was sent. Fix the export (or the check's threshold in the "
-                         "quality config) and run the night again.")
+            lines.append(_("The run stopped here: nothing was sent. Fix the export (or the check's threshold in the "
+                           "quality config) and run the night again."))
         raise QualityGateFailed("\n".join(lines), result=self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +185,7 @@ class GateResult:
             "outcomes": [{
                 "name": o.check.name, "table": o.check.table, "columns": list(o.check.columns),
                 "expectation": o.check.expectation, "severity": o.check.severity, "why": o.check.why,
+                "texts": o.check.texts,
                 "success": o.success, "unexpected_count": o.unexpected_count, "rows_checked": o.rows_checked,
                 "examples": [_jsonable(v) for v in o.examples], "error": o.error, "description": o.describe(),
             } for o in self.outcomes],
@@ -328,15 +357,104 @@ def _checks(config: QualityConfig, gate: str, params: dict[str, Any]) -> list[Ch
         severity = _resolve(raw.get("severity", "error"), params)
         if severity not in ("error", "warning"):
             raise KizunaError(f"quality check {raw['name']}: severity must be error or warning, not {severity!r}")
+        kwargs = _resolve(dict(raw.get("kwargs") or {}), params)
         out.append(Check(
             name=raw["name"], table=raw["table"],
             expectation=str(_resolve(raw["expectation"], params)) if raw.get("sql") or raw.get("builtin")
             else raw["expectation"],
-            columns=tuple(columns), kwargs=_resolve(dict(raw.get("kwargs") or {}), params), severity=severity,
+            columns=tuple(columns), kwargs=kwargs, severity=severity,
             why=str(_resolve(raw.get("why", ""), params)), sql=raw.get("sql"), builtin=raw.get("builtin"),
             params=_resolve(dict(raw.get("params") or {}), params), requires=raw.get("requires"),
             fix=str(_resolve(raw.get("fix", ""), params)), count_column=raw.get("count"),
+            texts=_texts(raw, kwargs, params),
         ))
+    return out
+
+
+# -- the checks' texts in each language --------------------------------------------------------------------
+
+#: Words for a Great Expectations expectation (its class name stays the check's `expectation`, for searching):
+#: the msgid, and how its `{placeholders}` are filled from the kwargs.
+_EXPECTATION_WORDS: dict[str, str] = {
+    "ExpectColumnValuesToBeBetween": N_("values between {min_value} and {max_value}"),
+    "ExpectColumnValuesToBeInSet": N_("values one of {value_set}"),
+    "ExpectColumnValuesToBeUnique": N_("no value twice"),
+    "ExpectCompoundColumnsToBeUnique": N_("no combination twice"),
+    "ExpectColumnValuesToNotBeNull": N_("no empty value"),
+    "ExpectColumnValuesToMatchRegex": N_("values match {regex}"),
+    "ExpectColumnValuesToNotMatchRegex": N_("no value matches {regex}"),
+    "ExpectColumnPairValuesToBeEqual": N_("both columns equal"),
+}
+_ONE_BOUND = {"min_value": N_("values at least {min_value}"), "max_value": N_("values at most {max_value}")}
+
+
+def _bound(value: Any) -> str:
+    if isinstance(value, datetime) and value.time() == datetime.min.time():
+        return value.date().isoformat()
+    return value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
+
+
+def _expectation_words(expectation: str, kwargs: dict[str, Any], gettext) -> str | None:
+    """A GE check's expectation in words, or None for a class kizuna has no words for (shown by its name)."""
+    words = _EXPECTATION_WORDS.get(expectation)
+    if words is None:
+        return None
+    if expectation == "ExpectColumnValuesToBeBetween":
+        given = [k for k in ("min_value", "max_value") if kwargs.get(k) is not None]
+        if len(given) == 1:
+            words = _ONE_BOUND[given[0]]
+        elif not given:
+            return None
+    # Codes (values, patterns) are quoted in backticks: the quality page shows them as code, never translated.
+    fill = {k: _bound(v) for k, v in kwargs.items() if k in ("min_value", "max_value")}
+    if "regex" in kwargs:
+        fill["regex"] = f"`{kwargs['regex']}`"
+    if isinstance(kwargs.get("value_set"), (list, tuple, set)):
+        fill["value_set"] = ", ".join(f"`{v}`" for v in kwargs["value_set"])
+    try:
+        return gettext(words).format(**fill)
+    except (KeyError, IndexError, ValueError):  # a check configured wrongly: it says so when it runs
+        return None
+
+
+#: Where the opening date came from, as `OpeningDate.origin` records it in English: the pattern and its msgid.
+_ORIGINS = [
+    (re.compile(r"taken from the data: the earliest (?P<source>.+), night (?P<night>\S+)"),
+     N_("taken from the data: the earliest {source}, night {night}")),
+    (re.compile(r"set as shop_opened in the quality config"), N_("set as shop_opened in the quality config")),
+    (re.compile(r"not known yet \(no dated row loaded\)"), N_("not known yet (no dated row loaded)")),
+]
+
+
+def _origin_words(origin: Any, gettext) -> Any:
+    for pattern, msgid in _ORIGINS:
+        m = pattern.fullmatch(str(origin))
+        if m:
+            return gettext(msgid).format(**m.groupdict())
+    return origin
+
+
+def _texts(raw: dict[str, Any], kwargs: dict[str, Any], params: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The check's expectation, why and fix in every locale the catalogue has them in: the template (`$name`
+    and all) is looked up, then filled with the same parameters as the English text. The parameters that are
+    words themselves (the opening date's origin) are translated too."""
+    out: dict[str, dict[str, str]] = {}
+    for locale in LOCALES:
+        gettext = translations(locale).gettext
+        local = dict(params, opening_date_origin=_origin_words(params.get("opening_date_origin", ""), gettext))
+        if params.get("opening_date") == "(none yet)":
+            local["opening_date"] = gettext(N_("(none yet)"))
+        texts = {}
+        for part in ("why", "fix") + (("expectation",) if raw.get("sql") or raw.get("builtin") else ()):
+            template = raw.get(part) or ""
+            shown = gettext(template) if template else ""
+            if template and (shown != template or locale == "en"):
+                texts[part] = str(_resolve(shown, local))
+        if not (raw.get("sql") or raw.get("builtin")):
+            words = _expectation_words(raw["expectation"], kwargs, gettext)
+            if words is not None:
+                texts["expectation"] = words
+        out[locale] = texts
     return out
 
 

@@ -8,12 +8,14 @@ the same night end up on one page, failed checks first, every check listed.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
-from kizuna.i18n import current_locale, jinja_install, translations
+from kizuna.i18n import current_locale, jinja_install
 from kizuna.quality.gate import GateResult
 
 #: The page's template, beside the report's (kizuna/templates/quality.html.j2); its words go through the
@@ -23,20 +25,28 @@ _env = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templ
                    extensions=["jinja2.ext.i18n"])
 
 
+def _code_spans(text: str) -> Markup:
+    """Escape `text` and show its `backticked` parts (values, patterns, column names) as code."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+_env.filters["code_spans"] = _code_spans
+
+
 def _check_text(locale: str):
-    """A check's own text (expectation, why) from checks.yaml, translated when the catalogue has it.
+    """A check's own text (expectation, why) in `locale`, from the texts the gate stored with its outcome
+    (translated through the catalogue before the check's `$name`s were filled in; see Check.texts).
 
     Returns `{"text", "lang"}`: `lang` is "en" for a text left in English on a non-English page, so the
     page says which of its words are English (a shop's own checks are written in its own words)."""
-    tr = translations(locale)
 
-    def check_text(text: str | None) -> dict:
-        if not text:
-            return {"text": "", "lang": None}
-        shown = tr.gettext(text)
-        return {"text": shown, "lang": "en" if shown == text and locale != "en" else None}
+    def check_text(outcome: dict, part: str) -> dict:
+        english = outcome.get(part) or ""
+        shown = (outcome.get("texts") or {}).get(locale, {}).get(part)
+        if shown is not None:
+            return {"text": shown, "lang": None}
+        return {"text": english, "lang": "en" if english and locale != "en" else None}
     return check_text
-
 
 
 def write_quality_page(reports_dir: Path, night: date, result: GateResult, sources: list[Path] | None = None,
