@@ -197,7 +197,7 @@ def test_a_broken_night_stops_with_one_short_message_and_the_trace_in_the_log(sh
     output = (done.stdout + done.stderr).strip().splitlines()
     assert 3 <= len(output) <= 15, "\n".join(output)
     text = "\n".join(output)
-    assert output[0].startswith("停止: Night 1999-12-19 was refused")  # KIZUNA_LOCALE=ja, the default
+    assert output[0].startswith("停止: 夜 1999-12-19 はチェックで拒否された")  # KIZUNA_LOCALE=ja, the default
     assert "Traceback" not in text and 'File "' not in text
     # What failed (the check, with its table, count and examples, shown as text: not eaten as markup) ...
     assert "[エラー] orders.ordered_at_in_range（orders.ordered_at）" in text and "'1990-04-01 09:00:00'" in text

@@ -76,9 +76,10 @@ def test_a_refused_night_keeps_nothing_and_later_nights_wait_until_it_is_fixed(e
     assert e.night == N29 and isinstance(e.cause, QualityGateFailed)
     assert [r.night for r in e.loaded] == [N28] and e.loaded[0].gate == {"night": N28, "orders": 1}
     message = str(e)
-    assert "Night 2026-11-29 was refused" in message and "O3" in message and "total_matches" in message
-    assert "before it (kept): 2026-11-28" in message and "wait for it: 2026-11-30" in message
-    assert "fix night 2026-11-29's files in the exports folder" in message
+    # KIZUNA_LOCALE=ja, the default
+    assert "夜 2026-11-29 はチェックで拒否された" in message and "O3" in message and "total_matches" in message
+    assert "チェック済みの夜（保持）: 2026-11-28" in message and "待っています: 2026-11-30" in message
+    assert "エクスポートフォルダの夜 2026-11-29 のファイルを直し" in message
     assert gate.checked == [N28, N29]  # night 30 was neither loaded nor checked
     assert night_rows(con, N29) == night_rows(con, N30) == 0
     assert con.execute("select count(*) from raw.customers").fetchone()[0] == 0
@@ -118,7 +119,7 @@ def test_a_late_folder_for_an_older_night_and_a_resent_file_are_checked(env):
     with pytest.raises(NightRejected) as err:
         load_pending(con, source, through=N30, archive_dir=archive, gate=gate)
     assert err.value.night == N29 and err.value.loaded == [] and gate.checked == [N30, N29]
-    assert "No night was loaded before it" in str(err.value)
+    assert "それより前に取り込んだ夜はありません" in str(err.value)
     assert {t: v for t, v in snapshot(con).items() if t != "_load_log"} == \
            {t: v for t, v in before.items() if t != "_load_log"}
 
@@ -147,7 +148,7 @@ def test_a_bad_file_stops_the_run_and_reports_the_nights_kept(env):
     e = err.value
     assert isinstance(e, NightRejected) and e.night == N29 and [r.night for r in e.loaded] == [N28]
     assert "2026-11-29/orders.csv: required column(s) total missing" in str(e)
-    assert "loaded before it (kept): 2026-11-28" in str(e) and "wait for it: 2026-11-30" in str(e)
+    assert "取り込んだ夜（保持）: 2026-11-28" in str(e) and "待っています: 2026-11-30" in str(e)
     assert night_rows(con, N28) > 0 and night_rows(con, N29) == night_rows(con, N30) == 0
     assert con.execute("select count(*) from raw._load_log where status = 'rejected'").fetchone()[0] == 0
 

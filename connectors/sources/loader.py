@@ -64,6 +64,7 @@ import duckdb
 from connectors.sources.base import ExportFileRef, ExportSource, link_refused
 from connectors.sources.export_format import EXPORT_FILES, TYPE_FORMATS, ExportFile
 from kizuna.errors import ExportError, NightRejected
+from kizuna.i18n import gettext as _
 
 log = logging.getLogger("kizuna.loader")
 
@@ -872,22 +873,28 @@ def _message(exc: BaseException) -> str:
 
 def _nights_text(nights: list[date], most: int = 5) -> str:
     text = ", ".join(n.isoformat() for n in nights[:most])
-    return text + (f" and {len(nights) - most} more" if len(nights) > most else "")
+    return text + (_(" and {n} more").format(n=len(nights) - most) if len(nights) > most else "")
 
 
 def _refusal(night: date, cause: BaseException, by_gate: bool, loaded: list[NightLoadResult],
              waiting: list[date], gated: bool) -> str:
-    """What a person needs when a night stops the load: which night, why, what was kept, what to do."""
-    done = "loaded and checked" if gated else "loaded"
-    before = (f"Nights {done} before it (kept): {_nights_text([r.night for r in loaded])}." if loaded
-              else "No night was loaded before it in this run.")
-    later = (f" Later nights not loaded, they wait for it: {_nights_text(waiting)}." if waiting else "")
+    """What a person needs when a night stops the load: which night, why, what was kept, what to do
+    (in KIZUNA_LOCALE; the cause's own text as it was raised)."""
+    kept = _nights_text([r.night for r in loaded])
+    before = ((_("Nights loaded and checked before it (kept): {nights}.") if gated
+               else _("Nights loaded before it (kept): {nights}.")).format(nights=kept) if loaded
+              else _("No night was loaded before it in this run."))
+    later = (" " + _("Later nights not loaded, they wait for it: {nights}.").format(nights=_nights_text(waiting))
+             if waiting else "")
     if not by_gate:
-        return f"Night {night} could not be loaded: {_message(cause)}\n{before}{later}"
-    return (f"Night {night} was refused by its check, so nothing of it was kept:\n{_message(cause)}\n"
-            f"{before}{later}\nWhat to do: fix night {night}'s files in the exports folder (or the check's "
-            "threshold, if the data is right), then run again: the night is loaded and checked again"
-            + (", then the nights after it." if waiting else "."))
+        return _("Night {night} could not be loaded: {why}").format(night=night, why=_message(cause)) + \
+            f"\n{before}{later}"
+    then = (_("then run again: the night is loaded and checked again, then the nights after it.") if waiting
+            else _("then run again: the night is loaded and checked again."))
+    return (_("Night {night} was refused by its check, so nothing of it was kept:").format(night=night)
+            + f"\n{_message(cause)}\n{before}{later}\n"
+            + _("What to do: fix night {night}'s files in the exports folder (or the check's threshold, if the "
+                "data is right), {then}").format(night=night, then=then))
 
 
 def _log_rejected(con, night: date, prepared: list[_Prepared], files: list[LoadedFile], loaded_at: datetime,
