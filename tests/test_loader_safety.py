@@ -291,7 +291,11 @@ def test_the_header_in_an_error_is_bounded(env):
 # -- every ignored entry named -------------------------------------------------------------
 
 
-def test_every_ignored_entry_is_named_with_the_reason(env, caplog):
+def test_every_ignored_entry_is_named_with_the_reason(env, caplog, monkeypatch):
+    from kizuna.config import get_settings
+
+    monkeypatch.setenv("KIZUNA_LOCALE", "en")  # the notes' English source wording, listed exactly
+    get_settings.cache_clear()
     exports, archive, con = env
     n1 = date(2025, 3, 1)
     orders_night(exports, n1, order("O1"))
@@ -321,6 +325,11 @@ def test_every_ignored_entry_is_named_with_the_reason(env, caplog):
     logged = caplog.text
     assert "2026-13-40 is not a valid date" in logged and "did you mean orders.csv?" in logged
     assert "shop.json" not in logged and ".DS_Store" not in logged
+    monkeypatch.setenv("KIZUNA_LOCALE", "ja")  # and in the team's language
+    get_settings.cache_clear()
+    assert "2025-03-01/order.csv: 無視しました。エクスポートファイルの名前ではありません。orders.csv のことですか？" in \
+        source.ignored()
+    get_settings.cache_clear()
 
 
 # -- clear errors for odd files ------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 from connectors.sources.base import ExportFileRef, ExportSource, link_refused
 from connectors.sources.export_format import ENCODINGS, EXPORT_FILES
 from kizuna.errors import ExportError
+from kizuna.i18n import gettext as _
 
 _NIGHT_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: Something that looks like a date written another way: 2025-3-1, 20250301, 2025_03_01.
@@ -125,12 +126,14 @@ class CsvExportSource(ExportSource):
     def _why_not_a_night(e: os.DirEntry) -> str:
         if not _is_dir(e):
             if e.name in _EXPORT_NAMES:
-                return (f"{e.name}: ignored: export files belong in a night folder "
-                        f"(YYYY-MM-DD/{e.name}), not directly in the exports folder")
-            return f"{e.name}: ignored: a file in the exports folder, which holds only night folders (YYYY-MM-DD)"
+                return _("{name}: ignored: export files belong in a night folder (YYYY-MM-DD/{name}), not "
+                         "directly in the exports folder").format(name=e.name)
+            return _("{name}: ignored: a file in the exports folder, which holds only night folders "
+                     "(YYYY-MM-DD)").format(name=e.name)
         name = f"{e.name}/"
         if _NIGHT_DIR.match(e.name):
-            return f"{name}: ignored: not a night folder, {e.name} is not a valid date"
+            return _("{name}: ignored: not a night folder, {folder} is not a valid date").format(name=name,
+                                                                                                folder=e.name)
         loose = _DATE_LIKE.match(e.name)
         if loose:
             try:
@@ -138,8 +141,10 @@ class CsvExportSource(ExportSource):
             except ValueError:
                 meant = None
             if meant is not None:
-                return f"{name}: ignored: not a night folder (named YYYY-MM-DD); did you mean {meant.isoformat()}?"
-        return f"{name}: ignored: not a night folder (a night folder is named YYYY-MM-DD, e.g. 2025-03-01)"
+                return _("{name}: ignored: not a night folder (named YYYY-MM-DD); did you mean {meant}?").format(
+                    name=name, meant=meant.isoformat())
+        return _("{name}: ignored: not a night folder (a night folder is named YYYY-MM-DD, e.g. 2025-03-01)").format(
+            name=name)
 
     def _ignored_in(self, night: date) -> list[str]:
         folder = self.night_dir(night)
@@ -151,12 +156,14 @@ class CsvExportSource(ExportSource):
                 continue
             label = f"{night}/{e.name}"
             if _is_dir(e):
-                notes.append(f"{label}/: ignored: a folder inside a night folder (export files are read "
-                             "only directly from the night folder)")
+                notes.append(_("{name}/: ignored: a folder inside a night folder (export files are read only "
+                               "directly from the night folder)").format(name=label))
                 continue
             meant = difflib.get_close_matches(e.name.lower(), _EXPORT_NAMES, n=1, cutoff=0.75)
-            hint = f"; did you mean {meant[0]}?" if meant else f" (export files: {', '.join(_EXPORT_NAMES)})"
-            notes.append(f"{label}: ignored: not an export file name{hint}")
+            notes.append(_("{name}: ignored: not an export file name; did you mean {meant}?").format(
+                name=label, meant=meant[0]) if meant else _(
+                "{name}: ignored: not an export file name (export files: {files})").format(
+                name=label, files=", ".join(_EXPORT_NAMES)))
         return notes
 
     def __repr__(self) -> str:
