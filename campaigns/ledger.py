@@ -20,6 +20,9 @@ Statuses:
 - `skipped` (detail: `missed`, `erased`, `suppressed`, `no_consent`, `no_address`,
   `no_parcel` (an insert with no unshipped order), `condition:<key>` (a step's `only_if`
   not met), `priority:<winning scenario>`), `capped` (frequency cap), `held_out` (control group).
+- `held` (a person held the scenario or step in the console) and `awaiting_approval` (a DM or call
+  list not yet approved, KIZUNA_REQUIRE_APPROVAL): not delivered; back to `planned` when the hold ends
+  or the list is approved (kizuna/console/nightly.py; who and when in `ledger.console_actions`).
 
 `variant` is the A/B variant of the step the customer was assigned (docs/ab-tests.md), null when the
 step has none; the history stays when a marketer promotes a winner and removes the variants.
@@ -50,7 +53,9 @@ import duckdb
 
 from connectors.channels.base import DeliveryJournal, Outcome
 
-STATUSES = ("planned", "sending", "sent", "failed", "unknown", "skipped", "capped", "held_out")
+STATUSES = ("planned", "sending", "sent", "failed", "unknown", "skipped", "capped", "held_out",
+            # the marketers' console (kizuna/console/nightly.py): not delivered while they last
+            "held", "awaiting_approval")
 #: Statuses that count as a contact for the frequency cap.
 CONTACT_STATUSES = ("planned", "sending", "sent", "unknown")
 
