@@ -71,7 +71,7 @@ def statuses(con, **where) -> dict[str, int]:
 
 
 def console(settings: Settings):
-    return store.connect(settings.console_store)
+    return store.opened(settings.console_store)
 
 
 def actions(con, kind: str) -> list[dict]:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -95,6 +97,16 @@ def connect(path: Path) -> sqlite3.Connection:
     for ddl in SCHEMA:
         con.execute(ddl)
     return con
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[sqlite3.Connection]:
+    """The store, closed again at the end of the block."""
+    con = connect(path)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def now() -> str:
