@@ -247,3 +247,38 @@ def test_the_console_listens_on_loopback_by_default():
 
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(console_serve).parameters["host"].default.default == "127.0.0.1"
+
+
+def test_tonight_is_the_coming_run(settings):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from kizuna.console.app import coming_night
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    assert coming_night(settings, datetime(2026, 11, 24, 1, 30, tzinfo=tokyo)).isoformat() == "2026-11-24"
+    assert coming_night(settings, datetime(2026, 11, 24, 15, 0, tzinfo=tokyo)).isoformat() == "2026-11-25"
+    assert coming_night(settings, datetime(2026, 11, 24, 16, 0, tzinfo=ZoneInfo("UTC"))).isoformat() == "2026-11-25"  # 01:00 in Tokyo
+
+
+def test_add_user_asks_twice_and_keeps_only_a_hash(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from kizuna import config
+    from kizuna.cli import app
+
+    users = tmp_path / "users.txt"
+    monkeypatch.setenv("KIZUNA_CONSOLE_USERS", str(users))
+    monkeypatch.setenv("KIZUNA_DATA_DIR", str(tmp_path / "data"))
+    config.get_settings.cache_clear()
+    try:
+        done = CliRunner().invoke(app, ["console", "add-user", "taro"], input="kizuna-password-1\nkizuna-password-1\n")
+        mismatch = CliRunner().invoke(app, ["console", "add-user", "jiro"], input="kizuna-password-1\nother-one-22\n"
+                                      "kizuna-password-2\nkizuna-password-2\n")
+        short = CliRunner().invoke(app, ["console", "add-user", "saburo"], input="short\nshort\n")
+    finally:
+        config.get_settings.cache_clear()
+    assert done.exit_code == 0 and "added taro" in done.output and "kizuna-password-1" not in done.output
+    assert mismatch.exit_code == 0 and auth.authenticate(users, "jiro", "kizuna-password-2")
+    assert short.exit_code == 1 and "at least" in short.output
+    assert auth.authenticate(users, "taro", "kizuna-password-1") and "kizuna-password" not in users.read_text()

@@ -60,13 +60,14 @@ def session_secret(settings: Settings) -> str:
                                  error=KizunaError)
 
 
-def shop_today(settings: Settings) -> date:
-    return datetime.now(ZoneInfo(settings.timezone)).date()
+#: The nightly run starts at 02:00 shop time (prefect.yaml); until a little after, "tonight" is today's run.
+NIGHTLY_RUN_HOUR = 3
 
 
-def coming_night(settings: Settings) -> date:
-    """The run date of the coming nightly run (it runs after midnight: tomorrow's date in the shop's zone)."""
-    return shop_today(settings) + timedelta(days=1)
+def coming_night(settings: Settings, now: datetime | None = None) -> date:
+    """The run date of the coming nightly run: today's before the 02:00 run is over, else tomorrow's."""
+    local = (now or datetime.now(ZoneInfo(settings.timezone))).astimezone(ZoneInfo(settings.timezone))
+    return local.date() if local.hour < NIGHTLY_RUN_HOUR else local.date() + timedelta(days=1)
 
 
 def _templates(settings: Settings) -> Jinja2Templates:
