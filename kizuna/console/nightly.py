@@ -26,7 +26,7 @@ import logging
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -148,27 +148,35 @@ def _action_rows(actions: ConsoleActions) -> list[dict]:
 
 def _apply_decisions(con: duckdb.DuckDBPyConnection, decisions: list[dict]) -> tuple[int, list[dict]]:
     """Record each verdict on its send while the send is still `unknown`: delivered → `sent`, not delivered →
-    `failed` with retry off (never resent). Returns (sends decided, ledger action rows of the decisions)."""
-    decided, rows = 0, []
-    for d in decisions:
-        verdict = "delivered" if d["delivered"] else "not delivered"
-        changed = con.execute(
+    `failed` with retry off (never resent). One statement for all of them (one scan of the ledger, however
+    many verdicts). Returns (sends decided, ledger action rows of the decisions)."""
+    if not decisions:
+        return 0, []
+    con.execute("create or replace temp table _kz_console_decisions (send_id varchar, delivered boolean, "
+                "by_user varchar, decided_at varchar)")
+    try:
+        con.executemany("insert into _kz_console_decisions values (?, ?, ?, ?)",
+                        [[d["send_id"], d["delivered"], d["decided_by"], d["decided_at"]] for d in decisions])
+        changed = {r[0] for r in con.execute(
             """
-            update ledger.sends
-            set status = $status, retry = case when $delivered then retry else false end,
-                detail = 'marked ' || $verdict || ' by ' || $by || ' on ' || $at || ' (console); was: '
-                         || coalesce(detail, ''),
+            update ledger.sends s
+            set status = case when d.delivered then 'sent' else 'failed' end,
+                retry = case when d.delivered then s.retry else false end,
+                detail = 'marked ' || case when d.delivered then 'delivered' else 'not delivered' end || ' by '
+                         || d.by_user || ' on ' || d.decided_at || ' (console); was: ' || coalesce(s.detail, ''),
                 updated_at = now()::timestamp
-            where send_id = $send_id and status = 'unknown'
-            returning send_id
-            """,
-            {"status": "sent" if d["delivered"] else "failed", "delivered": d["delivered"], "verdict": verdict,
-             "by": d["decided_by"], "at": d["decided_at"], "send_id": d["send_id"]}).fetchall()
-        decided += len(changed)
-        rows.append({"uid": d["uid"], "kind": "decision", "send_id": d["send_id"], "verdict": verdict,
-                     "by_user": d["decided_by"], "acted_at": _stamp(d["decided_at"]),
-                     "outcome": "recorded on the send" if changed else "the send was no longer unknown: not changed"})
-    return decided, rows
+            from _kz_console_decisions d
+            where s.send_id = d.send_id and s.status = 'unknown'
+            returning s.send_id
+            """).fetchall()}
+    finally:
+        con.execute("drop table if exists _kz_console_decisions")
+    rows = [{"uid": d["uid"], "kind": "decision", "send_id": d["send_id"],
+             "verdict": "delivered" if d["delivered"] else "not delivered", "by_user": d["decided_by"],
+             "acted_at": _stamp(d["decided_at"]),
+             "outcome": "recorded on the send" if d["send_id"] in changed else
+             "the send was no longer unknown: not changed"} for d in decisions]
+    return len(changed), rows
 
 
 def _holds_table(holds: list[store.Hold]) -> tuple[list[str], list[str]]:
@@ -274,25 +282,28 @@ def fold_erasure_requests(settings: Settings) -> int:
         columns = {r[0] for r in con.execute(
             "select column_name from duckdb_columns() where database_name = current_database() "
             "and schema_name = 'raw' and table_name = 'customers'").fetchall()}
-        marked, rows = 0, []
-        for r in requests:
-            changed = []
-            if has_customers:
-                # `_loaded_at` moves so that the erasure's incremental check of raw.customers sees the row
-                bump = ", _loaded_at = now()::timestamp" if "_loaded_at" in columns else ""
-                changed = con.execute(
-                    f"update raw.customers set deleted_at = cast(? as timestamp){bump} "
-                    "where customer_id = ? and deleted_at is null returning customer_id",
-                    [_stamp(r["requested_at"]), r["customer_id"]]).fetchall()
-            marked += bool(changed)
-            rows.append({"uid": r["uid"], "kind": "erasure_request", "customer_id": r["customer_id"],
-                         "by_user": r["requested_by"], "acted_at": _stamp(r["requested_at"]),
-                         "outcome": "deleted_at set: erased tonight" if changed else
-                         "customer already marked, or not in raw.customers"})
+        marked: set[str] = set()
+        if has_customers:
+            con.execute("create or replace temp table _kz_console_erasures (customer_id varchar, requested_at timestamp)")
+            con.executemany("insert into _kz_console_erasures values (?, ?)",
+                            [[r["customer_id"], _stamp(r["requested_at"])] for r in requests])
+            # `_loaded_at` (UTC, as the loader writes it) moves past every row's, so that the erasure's incremental
+            # check of raw.customers (a watermark on it) sees the changed row
+            bump = (", _loaded_at = greatest(cast($now as timestamp), (select max(_loaded_at) from raw.customers) "
+                    "+ interval 1 microsecond)") if "_loaded_at" in columns else ""
+            marked = {r[0] for r in con.execute(
+                f"update raw.customers c set deleted_at = e.requested_at{bump} from _kz_console_erasures e "
+                "where c.customer_id = e.customer_id and c.deleted_at is null returning c.customer_id",
+                {"now": datetime.now(timezone.utc).replace(tzinfo=None)} if bump else {}).fetchall()}
+            con.execute("drop table _kz_console_erasures")
+        rows = [{"uid": r["uid"], "kind": "erasure_request", "customer_id": r["customer_id"],
+                 "by_user": r["requested_by"], "acted_at": _stamp(r["requested_at"]),
+                 "outcome": "deleted_at set: erased tonight" if r["customer_id"] in marked else
+                 "customer already marked, or not in raw.customers"} for r in requests]
         _record(con, rows)
         con.execute("checkpoint")
     finally:
         con.close()
     if marked:
-        log.info("console: %d erasure request(s) taken in", marked)
-    return marked
+        log.info("console: %d erasure request(s) taken in", len(marked))
+    return len(marked)
