@@ -706,7 +706,7 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
     steps = {(s.id, st.id): (s, st) for s in scenarios for st in s.steps}
     console_fold = honour_console_actions_before_plan(con, settings, run_date)
     plan(con, settings, scenarios, run_date, result)
-    result.console = honour_console_actions_after_plan(con, settings, console_fold)
+    result.console = honour_console_actions_after_plan(con, settings, console_fold, result)
     coupon_problem = None
     try:
         result.coupons = coupons.provision(con, settings)
@@ -739,11 +739,18 @@ def honour_console_actions_before_plan(con: duckdb.DuckDBPyConnection, settings:
     return fold_console_actions(con, settings, run_date)
 
 
-def honour_console_actions_after_plan(con: duckdb.DuckDBPyConnection, settings: Settings, fold):
-    """After selection, before delivery: held scenarios/steps and unapproved DM/call lists are not sent."""
+def honour_console_actions_after_plan(con: duckdb.DuckDBPyConnection, settings: Settings, fold,
+                                      result: CampaignResult):
+    """After selection, before delivery: held scenarios/steps and unapproved DM/call lists are not sent
+    (counted in `result.delivered` as `held` / `awaiting_approval`)."""
     from kizuna.console.nightly import hold_back
 
-    return hold_back(con, fold, settings)
+    fold = hold_back(con, fold, settings)
+    for status, counts in (("held", fold.held), ("awaiting_approval", fold.awaiting)):
+        for (scenario_id, step_id, channel), n in counts.items():  # in the summary and the report, not sent
+            result.delivered[(scenario_id, step_id, channel, status)] += n
+            result.planned[(scenario_id, step_id, channel)] -= min(n, result.planned[(scenario_id, step_id, channel)])
+    return fold
 # -----------------------------------------------------------------------------------------------------
 
 

@@ -157,7 +157,7 @@ def test_a_marketer_holds_approves_and_resolves_and_the_next_night_honours_it(br
     assert ("care", "email", "sent") not in statuses
     assert statuses[("letter", "dm", "sent")] == 61  # the approved DM list was written
     assert statuses[("trial", "email", "sent")] == 2  # everything else went
-    assert sum(result.console.held.values()) == 60 and not result.console.awaiting
+    assert result.delivered[("care", "thanks", "email", "held")] == 60 and not result.console.awaiting
     decided = dict(ledger_rows(settings, "select send_id, status || '|' || coalesce(retry, true) from ledger.sends "
                                          "where send_id in (select unnest(?::varchar[]))", [unknown]))
     assert decided == {unknown[0]: "sent|true", unknown[1]: "failed|false"}

@@ -131,9 +131,12 @@ def test_a_hold_released_after_the_catch_up_window_leaves_the_messages_missed(se
 def test_the_dm_list_waits_for_approval_and_is_written_once_when_approved(settings, shop):
     con, scenarios = shop
     settings = settings.model_copy(update={"require_approval": "dm"})
-    sent = night(con, settings, scenarios, D)
-    assert {m.channel for m in sent} == {"email"}  # the e-mails do not wait
+    delivered: list[Message] = []
+    result = run_campaigns(con, settings, scenarios, D, lambda name: MemoryChannel(name, delivered))
+    assert {m.channel for m in delivered} == {"email"}  # the e-mails do not wait
     assert statuses(con, channel="dm") == {"awaiting_approval": 4}
+    assert result.delivered[("care", "letter", "dm", "awaiting_approval")] == 4  # in the summary and the report
+    assert result.planned[("care", "letter", "dm")] == 0 and result.planned[("care", "mail", "email")] == 4
     assert night(con, settings, scenarios, D + timedelta(days=1)) == []  # not approved yet: still waiting
 
     with console(settings) as sq:

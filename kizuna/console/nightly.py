@@ -79,7 +79,7 @@ class ConsoleFold:
     decided: int = 0  # unknown sends a person's verdict was recorded on tonight
     released: int = 0  # rows back to planned (a hold ended, an approval was given)
     held: Counter = field(default_factory=Counter)  # (scenario, step, channel) -> rows held tonight
-    awaiting: Counter = field(default_factory=Counter)  # channel -> rows waiting for approval tonight
+    awaiting: Counter = field(default_factory=Counter)  # (scenario, step, channel) -> rows waiting for approval
 
     def active_holds(self) -> list[store.Hold]:
         return [h for h in self.actions.holds if h.applies(self.run_date)]
@@ -242,9 +242,9 @@ def hold_back(con: duckdb.DuckDBPyConnection, fold: ConsoleFold, settings: Setti
             update ledger.sends s set status = '{AWAITING}', updated_at = now()::timestamp,
                 detail = 'awaiting approval of the ' || s.channel || ' list of ' || s.run_date || ' in the console'
             where s.status = 'planned' and list_contains($needs::varchar[], s.channel) and not {_APPROVED}
-            returning channel
+            returning scenario_id, step_id, channel
             """, {"needs": list(settings.approval_channels), **_approved(fold.actions)}).fetchall()
-        fold.awaiting.update(r[0] for r in rows)
+        fold.awaiting.update(rows)
     if fold.folded or fold.decided or fold.held or fold.awaiting or fold.released:
         log.info("%s", fold.summary())
     return fold
