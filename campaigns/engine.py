@@ -80,6 +80,8 @@ class CampaignResult:
     coupons: coupons.ProvisionResult | None = None  # what reached the shop (import file, Shopify)
     #: customers who unsubscribed through a link since the last run (folded into the ledger tonight)
     unsubscribed: int = 0
+    #: the console's holds, approvals and decisions honoured tonight (kizuna/console/nightly.py)
+    console: Any = None
 
     def total(self, status: str) -> int:
         return sum(n for (_, _, _, s), n in self.delivered.items() if s == status)
@@ -702,7 +704,9 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
     # Unsubscribes the web service took since the last run: suppressed before anyone is selected.
     result.unsubscribed = fold_unsubscribes(con, settings).customers
     steps = {(s.id, st.id): (s, st) for s in scenarios for st in s.steps}
+    console_fold = honour_console_actions_before_plan(con, settings, run_date)
     plan(con, settings, scenarios, run_date, result)
+    result.console = honour_console_actions_after_plan(con, settings, console_fold, result)
     coupon_problem = None
     try:
         result.coupons = coupons.provision(con, settings)
@@ -725,6 +729,29 @@ def run_campaigns(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios:
             result.channel_problems[channel_name] = _reason(exc)
     result.attention = ledger.needing_attention(con, settings.send_max_failures)
     return result
+
+
+# --- The marketers' console (issue 22): holds, approvals and decisions made there ---------------------
+def honour_console_actions_before_plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_date: date):
+    """Before selection: the console's actions into the ledger; verdicts on unknown sends; releases."""
+    from kizuna.console.nightly import fold_console_actions
+
+    return fold_console_actions(con, settings, run_date)
+
+
+def honour_console_actions_after_plan(con: duckdb.DuckDBPyConnection, settings: Settings, fold,
+                                      result: CampaignResult):
+    """After selection, before delivery: held scenarios/steps and unapproved DM/call lists are not sent
+    (counted in `result.delivered` as `held` / `awaiting_approval`)."""
+    from kizuna.console.nightly import hold_back
+
+    fold = hold_back(con, fold, settings)
+    for status, counts in (("held", fold.held), ("awaiting_approval", fold.awaiting)):
+        for (scenario_id, step_id, channel), n in counts.items():  # in the summary and the report, not sent
+            result.delivered[(scenario_id, step_id, channel, status)] += n
+            result.planned[(scenario_id, step_id, channel)] -= min(n, result.planned[(scenario_id, step_id, channel)])
+    return fold
+# -----------------------------------------------------------------------------------------------------
 
 
 def _deliver_channel(con: duckdb.DuckDBPyConnection, channel_name: str, channel: Channel,

@@ -20,6 +20,9 @@ Statuses:
 - `skipped` (detail: `missed`, `erased`, `suppressed`, `no_consent`, `no_address`,
   `no_parcel` (an insert with no unshipped order), `condition:<key>` (a step's `only_if`
   not met), `priority:<winning scenario>`), `capped` (frequency cap), `held_out` (control group).
+- `held` (a person held the scenario or step in the console) and `awaiting_approval` (a DM or call
+  list not yet approved, KIZUNA_REQUIRE_APPROVAL): not delivered; back to `planned` when the hold ends
+  or the list is approved (kizuna/console/nightly.py; who and when in `ledger.console_actions`).
 
 `variant` is the A/B variant of the step the customer was assigned (docs/ab-tests.md), null when the
 step has none; the history stays when a marketer promotes a winner and removes the variants.
@@ -39,6 +42,7 @@ import errno
 import json
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -49,8 +53,11 @@ from typing import Callable
 import duckdb
 
 from connectors.channels.base import DeliveryJournal, Outcome
+from kizuna.errors import KizunaError
 
-STATUSES = ("planned", "sending", "sent", "failed", "unknown", "skipped", "capped", "held_out")
+STATUSES = ("planned", "sending", "sent", "failed", "unknown", "skipped", "capped", "held_out",
+            # the marketers' console (kizuna/console/nightly.py): not delivered while they last
+            "held", "awaiting_approval")
 #: Statuses that count as a contact for the frequency cap.
 CONTACT_STATUSES = ("planned", "sending", "sent", "unknown")
 
@@ -125,6 +132,28 @@ _DDL = [
 ]
 
 
+#: How long the nightly run waits for a reader of the ledger (the console copying it, a preview) to let go.
+ATTACH_WAIT_SECONDS = 60.0
+
+
+def _attach_waiting(con: duckdb.DuckDBPyConnection, path: Path, wait_seconds: float) -> None:
+    """Attach the ledger for writing; while another process holds the file (DuckDB: one writer, or readers
+    only), wait for it, polling, then stop with a message naming the file."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            con.execute(f"attach '{path.as_posix()}' as ledger")
+            return
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise KizunaError(f"The send ledger {path} stayed in use by another process for {wait_seconds:.0f} s "
+                                  "(a console or a preview reading it, or another run). Close it and run again: "
+                                  "nothing was sent.") from None
+            time.sleep(0.2)
+
+
 def attach(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool = False) -> None:
     """Attach the ledger file as schema `ledger` (creating it) unless it already is.
 
@@ -143,7 +172,7 @@ def attach(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool = False) 
             con.execute(f"attach '{path.as_posix()}' as ledger (read_only)")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"attach '{path.as_posix()}' as ledger")
+    _attach_waiting(con, path, ATTACH_WAIT_SECONDS)
     for ddl in _DDL:
         con.execute(ddl)
     fold_journal(con, path)  # deliveries journalled by a run that died: into the ledger before anyone reads it
@@ -347,8 +376,6 @@ def fold_journal(con: duckdb.DuckDBPyConnection, ledger_path: Path) -> int:
 
 def open_file(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection to the ledger file alone (the `kizuna sends` commands), with its schema as `ledger`."""
-    from kizuna.errors import KizunaError
-
     if read_only and not path.exists():
         raise KizunaError(f"No send ledger at {path}: nothing was sent yet.")
     con = duckdb.connect(":memory:")

@@ -36,6 +36,9 @@ sends_app = typer.Typer(help="Messages that need a person: unknown and failed se
 app.add_typer(sends_app, name="sends")
 webhook_app = typer.Typer(help="Provider webhooks (SendGrid events, LINE follow/unfollow).", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
+console_app = typer.Typer(help="The marketers' console: a private web application (docs/console.md).",
+                          no_args_is_help=True)
+app.add_typer(console_app, name="console")
 console = Console()
 if not console.is_terminal:
     # A pipe, a log file, a scheduler: each line is printed whole and whoever shows it wraps it;
@@ -730,6 +733,39 @@ def webhook_serve(
         serve(get_settings(), host=host, port=port)
     except KizunaError as exc:
         _fail(exc)
+
+
+# --- The marketers' console (issue 22, docs/console.md) ------------------------------------------------
+@console_app.command("serve")
+def console_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on: loopback; put a TLS proxy in front to share it."),
+    port: int = typer.Option(8788, help="Port to listen on."),
+) -> None:
+    """Serve the console: tonight's plan, holds and approvals, results, messages that need a person, customers."""
+    from kizuna.console.app import serve
+
+    _log_to_console()
+    try:
+        serve(get_settings(), host=host, port=port)
+    except KizunaError as exc:
+        _fail(exc)
+
+
+@console_app.command("add-user")
+def console_add_user(
+    name: str = typer.Argument(..., help="The user name (recorded as who did each action)."),
+) -> None:
+    """Add a console user, or set a new password for one: asked twice, stored only as a salted scrypt hash."""
+    from kizuna.console.auth import add_user
+
+    password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    settings = get_settings()
+    try:
+        new = add_user(settings.console_users, name, password)
+    except KizunaError as exc:
+        _fail(exc)
+    console.print(f"{'added' if new else 'password changed for'} {name} in {settings.console_users}", highlight=False)
+# -------------------------------------------------------------------------------------------------------
 
 
 def main() -> None:  # pragma: no cover

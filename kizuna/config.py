@@ -208,6 +208,28 @@ class Settings(BaseSettings):
     locale: Literal["ja", "en"] = Field("ja", description="Language of the report, the quality page and the "
                                         "console summary: `ja` (Japanese, the default) or `en` (English).")
 
+    # Issue 22, the marketers' console (kizuna/console/, docs/console.md). The console never writes the
+    # warehouse or the ledger: its actions go to its own SQLite store and the nightly run folds them in.
+    console_store: Path | None = Field(
+        None, description="The console's own SQLite store: holds, approvals, decisions on unknown sends, erasure "
+        "requests and the audit trail (default: <data_dir>/console.sqlite).")
+    console_users: Path | None = Field(
+        None, description="The console's users: one `name:scrypt$...` line each, salted password hashes written by "
+        "`kizuna console add-user` (default: <data_dir>/console-users.txt).")
+    require_approval: str = Field(
+        "", pattern=r"^\s*((dm|phone)\s*(,\s*(dm|phone)\s*)*)?$",
+        description="Printed lists a person must approve in the console before the nightly run writes them: "
+        "`dm`, `phone` or `dm,phone` (empty: none). Unapproved rows wait as `awaiting_approval`.")
+    console_https_only: bool = Field(
+        False, description="Send the console's session cookie over HTTPS only: set it when the console is "
+        "reached through a TLS proxy (docs/console.md).")
+    console_session_hours: float = Field(8, gt=0, description="A console login lasts this many hours.")
+
+    @property
+    def approval_channels(self) -> tuple[str, ...]:
+        """KIZUNA_REQUIRE_APPROVAL as channel names (`dm`, `phone`)."""
+        return tuple(sorted({c.strip() for c in self.require_approval.split(",") if c.strip()}))
+
     @property
     def sendgrid_webhook_public_key(self):
         """SendGrid Event Webhook verification key (base64 DER, as shown by SendGrid), a SecretStr."""
@@ -237,6 +259,8 @@ class Settings(BaseSettings):
         self.reports_dir = (self.reports_dir or data / "reports").resolve()
         self.events_store = (self.events_store or data / "events.sqlite").resolve()
         self.coupons_dir = (self.coupons_dir or data / "coupons").resolve()
+        self.console_store = (self.console_store or data / "console.sqlite").resolve()
+        self.console_users = (self.console_users or data / "console-users.txt").resolve()
         self.dbt_project_dir = (self.dbt_project_dir or self.home / "dbt_project").resolve()
         return self
 

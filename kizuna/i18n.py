@@ -36,7 +36,8 @@ LABEL_CODES: dict[str, tuple[str, ...]] = {
     "stage": ("prospect", "initial", "continuing", "dormant"),
     "channel": ("email", "line", "sms", "dm"),
     "status": ("planned", "sending", "sent", "failed", "unknown", "skipped", "capped", "held_out",
-               "failed, will retry", "failed, gave up", "delivered", "opened", "clicked", "converted"),
+               "failed, will retry", "failed, gave up", "delivered", "opened", "clicked", "converted",
+               "held", "awaiting_approval"),  # the last two: the console's holds and approvals (issue 22)
     "severity": ("error", "warning"),
     "gate": ("raw data", "marts"),
     "horizon": ("3m", "6m", "12m", "lifetime"),
@@ -107,6 +108,7 @@ EXTRACT_METHODS = [
     ("campaigns/**.py", "python"),
     ("connectors/**.py", "python"),
     ("kizuna/templates/**.j2", "jinja2.ext:babel_extract"),
+    ("kizuna/console/templates/**.j2", "jinja2.ext:babel_extract"),  # the marketers' console (issue 22)
 ]
 
 
@@ -116,7 +118,8 @@ def used_msgids() -> dict[str, list[str]]:
 
     root = Path(__file__).resolve().parent.parent
     found: dict[str, list[str]] = {}
-    options = {"kizuna/templates/**.j2": {"extensions": "jinja2.ext.i18n"}}
+    options = {"kizuna/templates/**.j2": {"extensions": "jinja2.ext.i18n"},
+               "kizuna/console/templates/**.j2": {"extensions": "jinja2.ext.i18n"}}
     for filename, lineno, message, _comments, _context in extract_from_dir(
             root, method_map=EXTRACT_METHODS, options_map=options):
         if isinstance(message, tuple):  # `_("...", locale)`: the msgid is the first argument

@@ -162,8 +162,10 @@ def erase(settings: Settings) -> "ErasureResult":
     """Erasure (APPI, docs/privacy.md): customers with `deleted_at` are recorded as salted hashes only,
     purged from the warehouse, archive, outbox, lists, events and reports, and anyone else carrying their
     e-mail, phone or LINE id is blocked. Runs every night after the load, before anything is modelled."""
+    from kizuna.console.nightly import fold_erasure_requests
     from kizuna.privacy import apply_erasures
 
+    fold_erasure_requests(settings)  # issue 22: erasure requests recorded in the console
     result = apply_erasures(settings)
     log.info("%s", result.summary())
     return result
