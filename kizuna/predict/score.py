@@ -51,6 +51,8 @@ class ModelFit:
     holdout_actual: float | None = None
     holdout_customer_mae: float | None = None
     seconds: float = 0.0
+    #: The hold-out check per calibration frequency (predict.holdout_by_frequency); not a fit_runs column.
+    by_frequency: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def holdout_error(self) -> float | None:
@@ -180,6 +182,11 @@ def _sbg_scores(d: pd.DataFrame, params: dict[str, m.SbgParams], as_of: date, di
 # ------------------------------------------------------------------------------------------ the hold-out check
 
 
+def _empty_weekly() -> pd.DataFrame:
+    return pd.DataFrame({"week": pd.Series(dtype="int64"), "predicted_cumulative": pd.Series(dtype="float64"),
+                         "actual_cumulative": pd.Series(dtype="int64")})
+
+
 def holdout_check(orders: pd.DataFrame, as_of: date, weeks: int, fit: ModelFit) -> pd.DataFrame:
     """Fit on the orders before the last `weeks` weeks and predict those weeks: per week the predicted
     (sum of conditional expectations) and actual cumulative repeat purchases of the customers known at
@@ -187,7 +194,7 @@ def holdout_check(orders: pd.DataFrame, as_of: date, weeks: int, fit: ModelFit) 
     cutoff = as_of - timedelta(days=7 * weeks)
     calibration = m.rfm_summary(orders, cutoff)
     if int((calibration["frequency"] > 0).sum()) == 0:
-        return pd.DataFrame(columns=["week", "predicted_cumulative", "actual_cumulative"])
+        return _empty_weekly()
     _, bg = m.fit_beta_geo(calibration)
     later = orders[(pd.to_datetime(orders["ordered_date"]) > pd.Timestamp(cutoff))
                    & (pd.to_datetime(orders["ordered_date"]) <= pd.Timestamp(as_of))
@@ -201,10 +208,26 @@ def holdout_check(orders: pd.DataFrame, as_of: date, weeks: int, fit: ModelFit) 
     per_customer = days.groupby("customer_id").size().reindex(calibration["customer_id"], fill_value=0).to_numpy()
     predicted_each = m.expected_purchases(bg, calibration, weeks)
     fit.holdout_weeks = weeks
+    fit.by_frequency = by_frequency(calibration["frequency"].to_numpy(), predicted_each, per_customer)
     fit.holdout_predicted = rows[-1]["predicted_cumulative"]
     fit.holdout_actual = float(rows[-1]["actual_cumulative"])
     fit.holdout_customer_mae = float(np.abs(predicted_each - per_customer).mean())
     return pd.DataFrame(rows)
+
+
+#: Customers are grouped by their repeat purchases before the cut-off, the last group open-ended (Fader,
+#: Hardie & Lee 2005, figure 4: conditional expectations by calibration frequency).
+FREQUENCY_GROUPS = 7
+
+
+def by_frequency(frequency: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> pd.DataFrame:
+    """Per group of repeat purchases before the cut-off (0, 1, ..., 7+): customers and the mean predicted
+    and actual purchases in the hold-out weeks (the per-customer error, where the model misses)."""
+    group = np.minimum(frequency, FREQUENCY_GROUPS)
+    frame = pd.DataFrame({"frequency": group, "predicted": predicted, "actual": actual})
+    out = frame.groupby("frequency").agg(customers=("predicted", "size"), predicted_mean=("predicted", "mean"),
+                                         actual_mean=("actual", "mean")).reset_index()
+    return out.astype({"frequency": "int64", "customers": "int64"})
 
 
 # ------------------------------------------------------------------------------------------ the stage
@@ -228,7 +251,7 @@ def predict(orders: pd.DataFrame, customers: pd.DataFrame, as_of: date, *, disco
     """(scores, fits, hold-out weekly) for every customer in `customers` with an order up to `as_of`."""
     scores: list[pd.DataFrame] = []
     fits: list[ModelFit] = []
-    holdout = pd.DataFrame(columns=["week", "predicted_cumulative", "actual_cumulative"])
+    holdout = _empty_weekly()
     orders = orders[pd.to_datetime(orders["ordered_date"]) <= pd.Timestamp(as_of)]
 
     one_off_ids = customers.loc[customers["subscription_status"] == "none", "customer_id"]
@@ -288,14 +311,19 @@ def predict(orders: pd.DataFrame, customers: pd.DataFrame, as_of: date, *, disco
 
 def write_tables(con, as_of: date, table: pd.DataFrame, fits: list[ModelFit], holdout: pd.DataFrame) -> None:
     """Replace the three predict.* tables in one transaction."""
-    runs = pd.DataFrame([{**{k: v for k, v in asdict(f).items() if k != "params"}, "params": json.dumps(f.params),
-                          "holdout_error": f.holdout_error, "as_of_date": as_of} for f in fits])
+    runs = pd.DataFrame([{**{k: v for k, v in asdict(f).items() if k not in ("params", "by_frequency")},
+                          "params": json.dumps(f.params), "holdout_error": f.holdout_error, "as_of_date": as_of}
+                         for f in fits])
     weekly = holdout.assign(as_of_date=as_of)
+    groups = next((f.by_frequency for f in fits if f.by_frequency is not None), None)
+    if groups is None:
+        groups = pd.DataFrame({"frequency": pd.Series(dtype="int64"), "customers": pd.Series(dtype="int64"),
+                               "predicted_mean": pd.Series(dtype="float64"), "actual_mean": pd.Series(dtype="float64")})
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute("begin")
     try:
         for name, frame in (("customer_scores", table.assign(as_of_date=as_of)), ("fit_runs", runs),
-                            ("holdout_weekly", weekly)):
+                            ("holdout_weekly", weekly), ("holdout_by_frequency", groups)):
             con.register("_frame", frame)
             con.execute(f"create or replace table {SCHEMA}.{name} as select * from _frame")
             con.unregister("_frame")
@@ -328,9 +356,15 @@ def read_latest(con) -> tuple[list[ModelFit], pd.DataFrame] | None:
     fits = []
     for row in runs.to_dict("records"):
         kwargs = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()
-                  if k in ModelFit.__dataclass_fields__}
+                  if k in ModelFit.__dataclass_fields__ and k != "by_frequency"}
         kwargs["params"] = json.loads(row["params"] or "{}")
         fits.append(ModelFit(**kwargs))
     weekly = con.execute(f"select week, predicted_cumulative, actual_cumulative from {SCHEMA}.holdout_weekly "
                          "order by week").df()
+    groups = con.execute(f"select * from {SCHEMA}.holdout_by_frequency order by frequency").df() if con.execute(
+        "select count(*) from duckdb_tables() where schema_name = ? and table_name = 'holdout_by_frequency'",
+        [SCHEMA]).fetchone()[0] else None
+    for f in fits:
+        if f.model == "bgnbd_gamma_gamma" and groups is not None and len(groups):
+            f.by_frequency = groups
     return fits, weekly
