@@ -324,15 +324,29 @@ def write_tables(con, as_of: date, table: pd.DataFrame, fits: list[ModelFit], ho
     try:
         for name, frame in (("customer_scores", table.assign(as_of_date=as_of)), ("fit_runs", runs),
                             ("holdout_weekly", weekly), ("holdout_by_frequency", groups)):
+            # Typed by name: a column that is all null tonight (a shop too small to fit) keeps its type.
+            columns = ", ".join(f'cast("{c}" as {_column_type(c)}) as "{c}"' for c in frame.columns)
             con.register("_frame", frame)
-            con.execute(f"create or replace table {SCHEMA}.{name} as select * from _frame")
+            con.execute(f"create or replace table {SCHEMA}.{name} as select {columns} from _frame")
             con.unregister("_frame")
-        con.execute(f"alter table {SCHEMA}.customer_scores alter customer_id type varchar")
-        con.execute(f"alter table {SCHEMA}.customer_scores alter expected_next_order_date type date")
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
+
+
+_TEXT = ("customer_id", "model", "status", "message", "params")
+_INTEGER = ("customers", "repeat_buyers", "holdout_weeks", "week", "actual_cumulative", "frequency")
+
+
+def _column_type(column: str) -> str:
+    if column in _TEXT:
+        return "varchar"
+    if column in _INTEGER:
+        return "bigint"
+    if column.endswith("_date"):
+        return "date"
+    return "double"
 
 
 def fit_and_score(con, as_of: date, *, discount_rate: float = 0.10, min_repeat_buyers: int = 500,
