@@ -186,14 +186,26 @@ def _squeeze(x) -> np.ndarray:
     return np.asarray(x).reshape(-1)
 
 
+def _on_unique(frame: pd.DataFrame, predict) -> np.ndarray:
+    """`predict(rows)` evaluated once per distinct row of `frame` and spread back to every customer.
+    Customers share their sufficient statistics often (every one-off buyer of a day has the same
+    frequency 0, recency 0 and T), so 1M customers are a fraction of that many evaluations."""
+    codes = frame.groupby(list(frame.columns), sort=False).ngroup().to_numpy()
+    unique = frame.drop_duplicates().reset_index(drop=True)
+    values = predict(unique.assign(customer_id=np.arange(len(unique))))
+    return np.asarray(values)[codes]
+
+
 def p_alive(model, summary: pd.DataFrame) -> np.ndarray:
-    return _squeeze(model.expected_probability_alive(data=summary[["customer_id", "frequency", "recency", "T"]]))
+    return _on_unique(summary[["frequency", "recency", "T"]],
+                      lambda d: _squeeze(model.expected_probability_alive(data=d)))
 
 
-def expected_purchases(model, summary: pd.DataFrame, weeks: float) -> np.ndarray:
-    """E[purchases in the next `weeks` | the customer's history] (BG/NBD conditional expectation)."""
-    data = summary[["customer_id", "frequency", "recency", "T"]]
-    return _squeeze(model.expected_purchases(data=data, future_t=weeks))
+def expected_purchases(model, summary: pd.DataFrame, weeks) -> np.ndarray:
+    """E[purchases in the next `weeks` | the customer's history] (BG/NBD conditional expectation);
+    `weeks` one number or one per customer."""
+    data = summary[["frequency", "recency", "T"]].assign(future_t=np.broadcast_to(weeks, len(summary)))
+    return _on_unique(data, lambda d: _squeeze(model.expected_purchases(data=d)))
 
 
 def expected_purchases_new(model, weeks: np.ndarray) -> np.ndarray:
@@ -206,8 +218,8 @@ def expected_purchases_new(model, weeks: np.ndarray) -> np.ndarray:
 def expected_spend(model, summary: pd.DataFrame) -> np.ndarray:
     """E[spend per order] per customer (Gamma-Gamma): the population mean for one-off buyers,
     shrunk toward the customer's own mean for repeat buyers."""
-    data = summary[["customer_id", "frequency", "monetary_value"]]
-    return _squeeze(model.expected_customer_spend(data=data))
+    return _on_unique(summary[["frequency", "monetary_value"]],
+                      lambda d: _squeeze(model.expected_customer_spend(data=d)))
 
 
 def sbg_survival(params: SbgParams, periods: np.ndarray) -> np.ndarray:
