@@ -253,7 +253,9 @@ def predict(orders: pd.DataFrame, customers: pd.DataFrame, as_of: date, *, disco
     # Integer keys for the group-bys (1M string ids cost seconds and hundreds of MiB); mapped back at the end.
     ids = pd.Index(customers["customer_id"].unique())
     orders = orders.assign(customer_id=ids.get_indexer(orders["customer_id"]))
-    orders = orders[orders["customer_id"] >= 0]
+    orders = orders.loc[orders["customer_id"] >= 0, ["customer_id", "ordered_date", "revenue", "order_kind"]]
+    orders["ordered_date"] = pd.to_datetime(orders["ordered_date"])
+    orders["order_kind"] = orders["order_kind"].astype("category")
     customers = customers.assign(customer_id=ids.get_indexer(customers["customer_id"]))
     scores: list[pd.DataFrame] = []
     fits: list[ModelFit] = []
@@ -360,8 +362,8 @@ def fit_and_score(con, as_of: date, *, discount_rate: float = 0.10, min_repeat_b
                   holdout_weeks: int = 13) -> PredictionResult:
     """Read the marts, fit, score and write predict.* (the Python half of the stage)."""
     started = time.perf_counter()
-    orders, customers = read_history(con)
-    table, fits, holdout = predict(orders, customers, as_of, discount_rate=discount_rate,
+    # No reference kept here: predict() replaces the string-keyed frames by integer-keyed ones and frees them.
+    table, fits, holdout = predict(*read_history(con), as_of, discount_rate=discount_rate,
                                    min_repeat_buyers=min_repeat_buyers, holdout_weeks=holdout_weeks)
     write_tables(con, as_of, table, fits, holdout)
     return PredictionResult(as_of=as_of, fits=fits, customers=len(table), seconds=time.perf_counter() - started)
