@@ -18,6 +18,7 @@ empty and the report says to use the historical marts (Klaviyo does the same bel
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -281,6 +282,8 @@ def predict(orders: pd.DataFrame, customers: pd.DataFrame, as_of: date, *, disco
             fit.params = {**asdict(params), **asdict(gg_params)}
             scores.append(_one_off_scores(summary, bg, gg, as_of, discount_rate, params,
                                           horizon_revenue(one_off_orders, summary)))
+            del bg, gg, summary  # the fitted graphs and their data go before the hold-out fit builds its own
+            gc.collect()
             holdout = holdout_check(one_off_orders, as_of, holdout_weeks, fit)
     fit.seconds = time.perf_counter() - started
     fits.append(fit)
