@@ -26,7 +26,8 @@ import duckdb
 
 from campaigns import coupons, ledger
 from campaigns.render import Rendered, Renderer
-from campaigns.schema import EXIT_CONDITIONS, SEGMENT_COLUMNS, VARIANT_BUCKETS, Scenario, Step, entry_problems
+from campaigns.schema import (EXIT_CONDITIONS, PREDICTION_SEGMENTS, SEGMENT_COLUMNS, SEGMENT_RANGES, VARIANT_BUCKETS,
+                              Scenario, Step, entry_problems)
 from campaigns.unsubscribe import fold_unsubscribes
 from connectors.channels.base import ALWAYS, Channel, Message, Outcome
 from connectors.channels.registry import require_sender_identity
@@ -140,6 +141,21 @@ def _require(tables: set[str], needed: str, why: str) -> None:
     if needed not in tables:
         raise KizunaError(f"{why} needs the table {needed}, which the warehouse does not have: "
                           "run the nightly build first (or remove that scenario).")
+
+
+# --- Predictions (issue 19, docs/predictions.md) -------------------------------------------------------
+_NO_PREDICTIONS = ("(select cast(null as varchar) as customer_id, cast(null as double) as p_alive, "
+                   "cast(null as varchar) as churn_risk_band, cast(null as double) as predicted_clv_12m where false)")
+
+
+def _predictions_join(scenarios: list[Scenario], tables: set[str]) -> str:
+    """The join on marts.customer_predictions (alias `p`) when a scenario's segment reads it; without the
+    mart (never built) nobody matches a prediction filter."""
+    if not any(column in PREDICTION_SEGMENTS for s in scenarios for column in s.segment):
+        return ""
+    source = "marts.customer_predictions" if "marts.customer_predictions" in tables else _NO_PREDICTIONS
+    return f"left join {source} p on p.customer_id = x.customer_id"
+# ----------------------------------------------------------------------------------------------------
 
 
 def last_run_before(con: duckdb.DuckDBPyConnection, run_date: date) -> date | None:
@@ -341,6 +357,10 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
                     "on cast(l.order_id as varchar) = o.order_id where o.customer_id = c.customer_id "
                     f"and list_contains({bind(names)}::varchar[], cast(l.product_id as varchar)))")
                 continue
+            if column in SEGMENT_RANGES:  # issue 19: a threshold on the customer's prediction
+                expr, op = SEGMENT_RANGES[column]
+                conds.append(f"coalesce({expr} {op} {bind(float(value))}, false)")
+                continue
             expr = SEGMENT_COLUMNS[column]
             test = f"list_contains({bind(names)}::varchar[], {expr})"
             conds.append(f"({test} or {expr} is null)" if None in values else f"coalesce({test}, false)")
@@ -411,6 +431,7 @@ def plan_query(con: duckdb.DuckDBPyConnection, settings: Settings, scenarios: li
         from {candidates} x
         join marts.dim_customers c on c.customer_id = x.customer_id
         left join {audience} a on a.customer_id = x.customer_id
+        {_predictions_join(scenarios, tables)}
         left join {_unshipped(tables)} u on u.customer_id = x.customer_id
         {cond_join}
         where {' or '.join(filters)}

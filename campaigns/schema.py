@@ -42,6 +42,21 @@ SEGMENT_COLUMNS = {
     "product": None,  # customers who ever ordered one of the products (raw.order_lines × marts.fct_orders)
 }
 
+# --- Predictions (issue 19, docs/predictions.md): segments on marts.customer_predictions (alias `p`). -----
+#: The churn-risk band (low / medium / high), like the other named columns.
+SEGMENT_COLUMNS["churn_risk_band"] = "p.churn_risk_band"
+#: Numeric thresholds: name in the scenario file -> (SQL over `p`, comparison). A customer without a
+#: prediction (no fitted model: a shop too small) matches none of them.
+SEGMENT_RANGES = {
+    "p_alive_below": ("p.p_alive", "<"),
+    "p_alive_at_least": ("p.p_alive", ">="),
+    "predicted_clv_12m_at_least": ("p.predicted_clv_12m", ">="),
+    "predicted_clv_12m_below": ("p.predicted_clv_12m", "<"),
+}
+#: Segment names that read marts.customer_predictions.
+PREDICTION_SEGMENTS = ("churn_risk_band", *SEGMENT_RANGES)
+# ----------------------------------------------------------------------------------------------------
+
 #: Anchor events the shop's exports support. Each yields (customer_id, anchor_date) rows;
 #: `{n}` is the scenario's `entry.n`. Page views are not exported, see UNSUPPORTED_EVENTS.
 ANCHOR_SQL = {
@@ -80,6 +95,11 @@ ANCHOR_SQL["date_column"] = ('select cast(customer_id as varchar) as customer_id
 #: × the product's days_per_unit after that order); `{products}` narrows it to some products.
 ANCHOR_SQL["run_out"] = ("select customer_id, run_out_date as anchor_date from marts.customer_run_out "
                          "where run_out_date is not null{products}")
+#: Issue 19: the day the customer is expected to order next (marts.customer_predictions: the last order +
+#: the expected time between orders); steps before it (day: -5) remind ahead of the reorder.
+FUTURE_ANCHORS = (*FUTURE_ANCHORS, "expected_next_order")
+ANCHOR_SQL["expected_next_order"] = ("select customer_id, expected_next_order_date as anchor_date "
+                                     "from marts.customer_predictions where expected_next_order_date is not null")
 #: Marts a date_column anchor may read (dim_customers by default); each needs a customer_id column.
 DATE_COLUMN_DEFAULT_TABLE = "marts.dim_customers"
 _NAME = r"^[a-z_][a-z0-9_]*$"
@@ -449,7 +469,8 @@ class Entry(_Strict):
         """The warehouse table the anchor reads first, for a clear error when it is missing."""
         if self.event == "date_column":
             return self.table or DATE_COLUMN_DEFAULT_TABLE
-        return {"run_out": "marts.customer_run_out"}.get(self.event, "")
+        return {"run_out": "marts.customer_run_out",
+                "expected_next_order": "marts.customer_predictions"}.get(self.event, "")
 
 
 class Exit(_Strict):
@@ -468,7 +489,7 @@ class Scenario(_Strict):
     priority: int = Field(ge=1, description="Higher wins when scenarios conflict.")
     stage: Literal["prospect", "initial", "continuing", "dormant", "any"]
     entry: Entry
-    segment: dict[str, str | None | list[str | None]] = Field(default_factory=dict)
+    segment: dict[str, str | float | None | list[str | None]] = Field(default_factory=dict)
     exit: Exit = Exit()
     holdout_percent: float | None = Field(
         None, ge=0, le=50, description="Share held out as control group (default: KIZUNA_CAMPAIGN_HOLDOUT_PERCENT)."
@@ -478,9 +499,11 @@ class Scenario(_Strict):
     @field_validator("segment")
     @classmethod
     def _known_columns(cls, segment: dict) -> dict:
-        unknown = sorted(set(segment) - set(SEGMENT_COLUMNS))
+        unknown = sorted(set(segment) - set(SEGMENT_COLUMNS) - set(SEGMENT_RANGES))
         if unknown:
-            raise ValueError(f"unknown segment column(s) {unknown}; use one of {list(SEGMENT_COLUMNS)}")
+            raise ValueError(f"unknown segment column(s) {unknown}; use one of "
+                             f"{list(SEGMENT_COLUMNS) + list(SEGMENT_RANGES)}")
+        _check_segment_values(segment)
         return segment
 
     @model_validator(mode="after")
@@ -519,6 +542,19 @@ class Scenario(_Strict):
         assert step.only_if is not None
         earlier = self.condition_step(step)
         return step.only_if.within_days or max(step.day - (earlier.day if earlier else step.day), 1)
+
+
+def _check_segment_values(segment: dict) -> None:
+    """Thresholds (issue 19) take a number, the named columns a name or a list of names."""
+    for name, value in segment.items():
+        if name in SEGMENT_RANGES:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"segment {name} takes a number (e.g. {name}: 0.3), got {value!r}")
+            if name.startswith("p_alive") and not 0 <= value <= 1:
+                raise ValueError(f"segment {name} is a probability between 0 and 1, got {value}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"segment {name} takes a name or a list of names, not the number {value!r} "
+                             f"(write it in quotes: {name}: \"{value}\")")
 
 
 def _check_condition(scenario: "Scenario", step: Step) -> None:

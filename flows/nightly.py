@@ -1,4 +1,4 @@
-"""The nightly flow: ingest (each night gated) → erasure → load events → dbt build → mart gate → publish → sends → report.
+"""The nightly flow: ingest (each night gated) → erasure → load events → dbt build → predictions → mart gate → publish → sends → report.
 
 Orchestration only: each task calls one stage of `kizuna.stages`, where the work is.
 A failing stage raises, and Prefect stops everything downstream of it: a raw-data
@@ -30,6 +30,9 @@ erase = task(stages.erase, name="erasure", cache_policy=NO_CACHE, task_run_name=
 load_events = task(stages.load_events, name="load events", cache_policy=NO_CACHE,
                    task_run_name=task_run_name("load events"))
 build_marts = task(stages.build_marts, name="dbt build", cache_policy=NO_CACHE, task_run_name=task_run_name("dbt build"))
+# Issue 19: predictive CLV, a stage after the marts and before their gate (kizuna/predict/).
+predict_customers = task(stages.predict_customers, name="predictions", cache_policy=NO_CACHE,
+                         task_run_name=task_run_name("predictions"))
 gate_marts = task(stages.gate_marts, name="mart gate", cache_policy=NO_CACHE, task_run_name=task_run_name("mart gate"))
 publish_warehouse = task(stages.publish_warehouse, name="publish for analysts", cache_policy=NO_CACHE,
                           task_run_name=task_run_name("publish for analysts"))
@@ -56,6 +59,7 @@ def nightly(night: date | None = None, as_of: date | None = None) -> stages.Nigh
         outcome.erasure = erase(settings)
         outcome.events = load_events(settings)
         outcome.build = build_marts(settings, outcome.marts_as_of)
+        outcome.predictions = predict_customers(settings, outcome.marts_as_of)  # issue 19
         outcome.mart_gate = gate_marts(settings)
         outcome.published = publish_warehouse(settings)  # analysts see the night once its marts passed
         if outcome.sends:

@@ -207,6 +207,18 @@ class Settings(BaseSettings):
     # Issue 18, language (kizuna/i18n.py, docs/locale.md): the report, the quality page and the console.
     locale: Literal["ja", "en"] = Field("ja", description="Language of the report, the quality page and the "
                                         "console summary: `ja` (Japanese, the default) or `en` (English).")
+    # Predictive CLV (issue 19; kizuna/predict/, docs/predictions.md).
+    discount_rate: float = Field(
+        0.10, ge=0, le=1, description="Annual discount rate of the predicted CLV (customer_predictions.predicted_clv_12m): "
+        "a yen a year from now is worth 1/(1+rate) today.")
+    predict_min_repeat_buyers: int = Field(
+        500, ge=1, description="Below this many repeat buyers (one-off buyers with a second purchase) the purchase "
+        "model is not fitted: too few to fit reliably; the report says so and the historical marts stand.")
+    predict_holdout_weeks: int = Field(
+        13, ge=1, le=52, description="The nightly check fits on all but the last this many weeks and predicts them.")
+    predict_max_holdout_error: float = Field(
+        0.20, gt=0, description="The report warns when the predicted repeat purchases of the hold-out weeks miss the "
+        "actual ones by more than this share.")
 
     # Issue 22, the marketers' console (kizuna/console/, docs/console.md). The console never writes the
     # warehouse or the ledger: its actions go to its own SQLite store and the nightly run folds them in.

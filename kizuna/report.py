@@ -435,6 +435,71 @@ def _stages(con: duckdb.DuckDBPyConnection) -> tuple[list[dict], Any]:
     return rows, svg
 
 
+# --- Predictions (issue 19, docs/predictions.md): the hold-out check and the models' status -------------
+
+
+def _predictions(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict | None:
+    """The prediction stage's last fits (predict.fit_runs), its hold-out check as two charts (cumulative
+    repeat purchases predicted vs actual per week; mean per customer by purchases before the cut-off) and
+    the churn-risk bands. None when predictions never ran."""
+    from kizuna.predict.score import read_latest
+
+    latest = read_latest(con)
+    if latest is None:
+        return None
+    fits, weekly = latest
+    out: dict[str, Any] = {"fits": [], "warnings": [], "weekly_svg": None, "frequency_svg": None, "bands": []}
+    for f in fits:
+        error = f.holdout_error
+        out["fits"].append({"model": f.model, "status": f.status, "customers": f.customers,
+                            "repeat_buyers": f.repeat_buyers, "message": f.message, "params": f.params
+                            if f.model != "sbg" else {}, "cohorts": len(f.params) if f.model == "sbg" else None,
+                            "holdout_weeks": f.holdout_weeks, "holdout_predicted": f.holdout_predicted,
+                            "holdout_actual": f.holdout_actual, "holdout_error": error,
+                            "holdout_customer_mae": f.holdout_customer_mae})
+        if f.status == "too_small" and f.model == "sbg":
+            out["warnings"].append(_("Subscriptions (sBG): too few subscribers or cohorts to fit ({n} subscribers, "
+                                     "at least {min} needed); the historical marts stand.").format(
+                                         n=f"{f.customers:,}", min=f"{settings.predict_min_repeat_buyers:,}"))
+        elif f.status == "too_small":
+            out["warnings"].append(_("Purchases (BG/NBD): {n} repeat buyers, fewer than {min}: too few to fit "
+                                     "reliably; the historical marts (LTV, F2, retention) stand.").format(
+                                         n=f"{f.repeat_buyers:,}", min=f"{settings.predict_min_repeat_buyers:,}"))
+        if error is not None and abs(error) > settings.predict_max_holdout_error:
+            out["warnings"].append(_("Poor fit: the repeat purchases of the hold-out weeks were predicted {error} "
+                                     "off the actual ones (more than {limit}); use the predictions with care.").format(
+                                         error=pct(error), limit=pct(settings.predict_max_holdout_error)))
+        if f.by_frequency is not None and len(f.by_frequency):
+            groups = f.by_frequency.to_dict("records")
+            names = [f"{int(g['frequency'])}+" if int(g["frequency"]) >= 7 else str(int(g["frequency"]))
+                     for g in groups]
+            sizes = {n: int(g["customers"]) for n, g in zip(names, groups)}
+            out["frequency_svg"] = charts.bar_chart(
+                names, [Series(_("predicted"), [g["predicted_mean"] for g in groups], "#3182ce"),
+                        Series(_("actual"), [g["actual_mean"] for g in groups], "#dd6b20")],
+                tooltip=lambda n, s, v: _("{n} repeat purchase(s) before the hold-out ({c} customers): {what} "
+                                          "{v} per customer").format(n=n, c=f"{sizes[n]:,}", what=s.name,
+                                                                     v=f"{v:.3f}"),
+                label=_("hold-out purchases per customer"), height=220, width=560,
+                axis_format=lambda v: f"{v:.2f}")
+    if len(weekly):
+        weeks = [str(int(w)) for w in weekly["week"]]
+        out["weekly_svg"] = charts.line_chart(
+            weeks, [Series(_("predicted"), [float(v) for v in weekly["predicted_cumulative"]], "#3182ce"),
+                    Series(_("actual"), [float(v) for v in weekly["actual_cumulative"]], "#dd6b20")],
+            tooltip=lambda w, s, v: _("week {week} of the hold-out: {what} {v} cumulative repeat purchases").format(
+                week=w, what=s.name, v=f"{v:,.0f}"),
+            label=_("cumulative repeat purchases in the hold-out weeks"), height=220)
+    if _has(con, "customer_predictions"):
+        out["bands"] = _rows(con, """
+            select coalesce(churn_risk_band, '-') as band, count(*) as customers, avg(p_alive) as p_alive,
+                   sum(predicted_clv_12m) as clv
+            from marts.customer_predictions group by 1
+            order by case band when 'low' then 1 when 'medium' then 2 when 'high' then 3 else 4 end""")
+    return out
+# ----------------------------------------------------------------------------------------------------
+
+
 def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return table in _relations(con, "marts")
 
@@ -470,6 +535,7 @@ def build_context(con: duckdb.DuckDBPyConnection, settings: Settings, outcome: "
         "revenue": _section("revenue_new_vs_existing_monthly", marts, lambda: _revenue(con)),
         "f2": _section("f2_conversion", marts, lambda: _f2(con)),
         "campaign_results": _campaign_results(con, marts),
+        "predictions": _predictions(con, settings),  # issue 19
         "segment_colors": SEGMENT_COLORS,
         "media_name": _medium,
     }

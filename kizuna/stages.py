@@ -27,6 +27,7 @@ from kizuna.warehouse import connect as _connect
 
 if TYPE_CHECKING:
     from kizuna.events.load import EventsLoadResult
+    from kizuna.predict.score import PredictionResult
     from kizuna.privacy import ErasureResult
 
 log = logging.getLogger("kizuna")
@@ -46,6 +47,7 @@ class NightlyOutcome:
     campaigns: CampaignResult | None = None
     events: "EventsLoadResult | None" = None
     erasure: "ErasureResult | None" = None
+    predictions: "PredictionResult | None" = None  # issue 19: the prediction stage's fits
     report_path: Path | None = None
     #: The day the marts are measured against when it is not the send day (`kizuna run --as-of`).
     as_of: date | None = None
@@ -184,6 +186,43 @@ def build_marts(settings: Settings, run_date: date) -> modelling.BuildResult:
     result = modelling.build_models(settings, run_date, unit_tests=False)
     log.info("%s", result.summary())
     return result
+
+
+# --- Predictive CLV (issue 19; kizuna/predict/, docs/predictions.md) ------------------------------
+#: The dbt models the prediction stage builds again once it has scored (they read predict.customer_scores).
+PREDICTION_MODELS = ("customer_predictions+",)
+
+
+def predict_customers(settings: Settings, as_of: date) -> "PredictionResult | None":
+    """Fit the purchase, spend and retention models on tonight's marts, score every customer into
+    predict.*, then build marts.customer_predictions (and what reads it: ltv_by_media) with their tests.
+
+    Runs after the dbt build and before the mart gate. A shop too small to fit is not an error: the
+    fit records `too_small`, the report says so and the historical marts stand."""
+    from kizuna.predict.score import fit_and_score
+
+    try:
+        with connect(settings) as con:
+            result = fit_and_score(con, as_of, discount_rate=settings.discount_rate,
+                                   min_repeat_buyers=settings.predict_min_repeat_buyers,
+                                   holdout_weeks=settings.predict_holdout_weeks)
+    except KizunaError:
+        raise
+    except Exception as exc:  # a fit that fails numerically must not stop the sends: last night's scores stand
+        log.error("predictions: the models could not be fitted tonight (%s: %s); last night's predictions "
+                  "stand. The full trace is in the log file.", type(exc).__name__, exc, exc_info=True)
+        return None
+    log.info("%s", result.summary())
+    build_prediction_marts(settings, as_of)
+    return result
+
+
+def build_prediction_marts(settings: Settings, as_of: date) -> modelling.BuildResult:
+    """The second dbt invocation of the night: the prediction marts over the scores just written."""
+    build = modelling.build_models(settings, as_of, select=list(PREDICTION_MODELS), unit_tests=False)
+    log.info("%s", build.summary())
+    return build
+# ----------------------------------------------------------------------------------------------------
 
 
 def gate_marts(settings: Settings) -> quality.GateResult:

@@ -12,6 +12,13 @@ media as (
 
 ),
 
+-- Issue 19: the predicted 12/36-month LTV and profit of the medium (same on each horizon's row).
+predictions as (
+
+    select * from {{ ref('customer_predictions_by_media') }}
+
+),
+
 per_media as (
 
     select
@@ -54,11 +61,17 @@ final as (
                 and per_media.revenue - per_media.unit_cost - per_media.fulfilment_cost >= per_media.ad_spend
                 then per_media.horizon_months
         end) over (partition by per_media.acquisition_media_code) as payback_months,
-        per_media.estimated_cost_orders
+        per_media.estimated_cost_orders,
+        predictions.predicted_ltv_12m,
+        predictions.predicted_ltv_36m,
+        predictions.predicted_profit_12m,
+        predictions.predicted_profit_36m
 
     from per_media
     left join media
         on per_media.acquisition_media_code = media.media_code
+    left join predictions
+        on per_media.acquisition_media_code = predictions.acquisition_media_code
 
 )
 
