@@ -40,6 +40,21 @@ def run_demo(data_dir: Path) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+def _wait_until_it_holds_the_lock(data_dir: Path, run: subprocess.Popen, seconds: float = 120) -> None:
+    """Until the run lock names `run` (its start-up takes seconds on a loaded machine: a fixed sleep raced it)."""
+    from kizuna.runlock import lock_path
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and run.poll() is None:
+        try:
+            if json.loads(lock_path(data_dir).read_text(encoding="utf-8") or "{}").get("pid") == run.pid:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the second run never took the run lock (exit code {run.poll()})")
+
+
 @pytest.fixture(scope="module")
 def demo_twice(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("demo") / "data"
@@ -49,10 +64,10 @@ def demo_twice(tmp_path_factory):
         raw_before = {t: con.execute(f"select count(*), sum(hash(x)) from raw.{t} x").fetchone()
                       for t in ("customers", "orders", "order_lines", "shipments", "consents")}
     outbox_before = sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file())
-    # The second run, and 0.5 s later a third that must stop at once: one run at a time.
+    # The second run, and once it holds the run lock a third that must stop at once: one run at a time.
     second = subprocess.Popen([str(KIZUNA), "demo"], cwd=ROOT, env=_demo_env(data_dir), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    _wait_until_it_holds_the_lock(data_dir, second)
     started = time.monotonic()
     third = run_demo(data_dir)
     third_seconds = time.monotonic() - started

@@ -275,7 +275,8 @@ def test_a_night_broken_on_purpose_notifies_once_and_prints_one_short_stop(deplo
                           timeout=300)
     assert done.returncode == 1
     output = (done.stdout + done.stderr).strip().splitlines()
-    assert 3 <= len(output) <= 15 and output[0].startswith(f"{STOPPED}Night {NIGHT.isoformat()} was refused"), output
+    assert 3 <= len(output) <= 15 and output[0].startswith(
+        STOPPED + gettext("Night {night} was refused by its check, so nothing of it was kept:").format(night=NIGHT)), output
     assert "Traceback" not in "\n".join(output)
     assert len(receiver.received) == 1, receiver.received  # sent within the run, once (not by both CLI and flow)
     assert "orders.customer_exists" in receiver.received[0][1]["message"]
