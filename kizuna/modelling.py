@@ -17,6 +17,7 @@ instead of showing a traceback (or, worse, green).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -211,8 +212,8 @@ class BuildRecord:
     as_of_date: date
     #: The project's files and the settings that reach dbt (a change means a full refresh).
     project: str
-    #: The raw tables' state (row counts, newest `_loaded_at`, content of the tables rewritten nightly).
-    inputs: str
+    #: Each raw table's state (row count and newest `_loaded_at`, or content of the tables rewritten nightly).
+    inputs: dict[str, str]
     #: The newest `_loaded_at` of the loaded exports at that build: tonight's changes are those after it.
     loaded_through: datetime | None
 
@@ -225,8 +226,9 @@ def build_nightly(settings: Settings, run_date: date) -> BuildResult:
     - No record of a successful build, or the dbt project (or a setting it reads) changed: a full
       refresh with every data test.
     - Otherwise incremental: the order- and customer-level models recompute the customers with
-      something new (int_changed_customers), everything else is rebuilt as of `run_date`, and the
-      tests the loader and raw gate guarantee are left out.
+      something new (int_changed_customers), and the tests the loader and raw gate guarantee are
+      left out. With a new as-of date everything else is rebuilt as of it; with the same as-of date
+      only what the changed raw tables feed (e.g. tonight's sends: the campaign marts).
 
     The record is removed before a build and written after it succeeded, so a failed or interrupted
     build is followed by a full refresh. Unit tests are left to CI.
@@ -235,13 +237,21 @@ def build_nightly(settings: Settings, run_date: date) -> BuildResult:
     with _warehouse(settings) as con:
         record = _read_record(con)
         inputs, loaded_through = _inputs_state(con)
-    if record and (record.as_of_date, record.project, record.inputs) == (run_date, project, inputs):
+    changed = sorted(t for t in inputs.keys() | (record.inputs.keys() if record else set())
+                     if record is None or inputs.get(t) != record.inputs.get(t))
+    same_day = record is not None and record.as_of_date == run_date and record.project == project
+    if same_day and not changed:
         log.info("dbt build skipped: nothing loaded since the build as of %s", run_date)
         return BuildResult(run_date=run_date, nodes=(), seconds=0.0, mode="skipped")
     full = record is None or record.project != project or record.loaded_through is None
+    select = None
+    if same_day:  # only what the changed raw tables feed; their sources as dbt names them
+        sources = _source_names(settings)
+        select = [f"source:{sources[t]}.{t}+" for t in changed if t in sources] or None
+        log.info("dbt build of what changed raw tables feed: %s", ", ".join(changed))
     with _warehouse(settings) as con:
         con.execute(f"drop table if exists {BUILD_RECORD}")
-    result = build_models(settings, run_date, unit_tests=False, full_refresh=full,
+    result = build_models(settings, run_date, select=select, unit_tests=False, full_refresh=full,
                           changed_after=None if full else record.loaded_through)  # type: ignore[union-attr]
     with _warehouse(settings) as con:
         _write_record(con, BuildRecord(run_date, project, inputs, loaded_through))
@@ -268,7 +278,7 @@ def _read_record(con: Any) -> BuildRecord | None:
                        [schema, table]).fetchone()[0]:
         return None
     row = con.execute(f"select as_of_date, project, inputs, loaded_through from {BUILD_RECORD}").fetchone()
-    return BuildRecord(*row) if row else None
+    return BuildRecord(row[0], row[1], json.loads(row[2]), row[3]) if row else None
 
 
 def _write_record(con: Any, record: BuildRecord) -> None:
@@ -277,7 +287,21 @@ def _write_record(con: Any, record: BuildRecord) -> None:
     con.execute(f"""create or replace table {BUILD_RECORD} (
         as_of_date date, project varchar, inputs varchar, loaded_through timestamp, built_at timestamp)""")
     con.execute(f"insert into {BUILD_RECORD} values (?, ?, ?, ?, current_timestamp::timestamp)",
-                [record.as_of_date, record.project, record.inputs, record.loaded_through])
+                [record.as_of_date, record.project, json.dumps(record.inputs, sort_keys=True),
+                 record.loaded_through])
+
+
+def _source_names(settings: Settings) -> dict[str, str]:
+    """Raw table -> the dbt source it belongs to (`shop`, `campaigns`), from the project's sources files."""
+    import yaml
+
+    assert settings.dbt_project_dir is not None
+    names: dict[str, str] = {}
+    for path in sorted((settings.dbt_project_dir / "models").rglob("*.yml")):
+        for source in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("sources") or []:
+            for table in source.get("tables") or []:
+                names[table.get("identifier") or table["name"]] = source["name"]
+    return names
 
 
 def _project_fingerprint(settings: Settings) -> str:
@@ -296,32 +320,30 @@ def _project_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def _inputs_state(con: Any) -> tuple[str, datetime | None]:
-    """A fingerprint of everything dbt reads in `raw`, and the newest `_loaded_at` of the loaded exports.
+def _inputs_state(con: Any) -> tuple[dict[str, str], datetime | None]:
+    """The state of each table dbt reads in `raw`, and the newest `_loaded_at` of the loaded exports.
 
     The loader's tables (those with `_night`) change only through its merge, which stamps `_loaded_at`:
     their row count and newest stamp say whether anything arrived. The tables copied whole every night
     (sends, scenarios, coupons, events: kizuna.events.load) are compared by content, without the stamp.
     """
-    import hashlib
-
     tables = con.execute("""
         select table_name, list(column_name order by column_index) as columns
         from duckdb_columns() where schema_name = 'raw' and not starts_with(table_name, '_')
         group by table_name order by table_name""").fetchall()
-    digest = hashlib.sha256()
+    states: dict[str, str] = {}
     loaded_through: datetime | None = None
     for table, columns in tables:
         if "_night" in columns:
             count, newest = con.execute(f'select count(*), max(_loaded_at) from raw."{table}"').fetchone()
             if newest is not None and (loaded_through is None or newest > loaded_through):
                 loaded_through = newest
-            state = (count, newest)
+            state = (count, str(newest))
         else:
             content = ", ".join(f'"{c}"' for c in columns if c != "_loaded_at") or "1"
             state = con.execute(f'select count(*), sum(hash({content})) from raw."{table}"').fetchone()
-        digest.update(f"{table}:{columns}:{state}\n".encode())
-    return digest.hexdigest(), loaded_through
+        states[table] = f"{columns}:{state}"
+    return states, loaded_through
 
 
 # --- invocation -----------------------------------------------------------------------
