@@ -43,6 +43,10 @@ _FAILED_SHOWN = 8
 #: The tag of the data tests the loader's merge and the raw-data gate already guarantee: run in CI and on
 #: a full refresh, left out of the nightly incremental build (dbt_project.yml `data_tests:`; docs/modelling.md).
 RAW_GUARANTEED_TAG = "raw_guaranteed"
+#: What an incremental build leaves out (docs/modelling.md): the tests the loader and the raw gate
+#: guarantee; the seeds and the staging views, which change only with the project's files (and a changed
+#: project is refreshed in full), with their tests.
+INCREMENTAL_EXCLUDE = (f"tag:{RAW_GUARANTEED_TAG}", "resource_type:seed", "path:models/staging")
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,8 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
     still run). `full_refresh` rebuilds the incremental models from scratch (`--full-refresh`).
     `changed_after` (the newest `_loaded_at` a previous successful build modelled) makes the
     incremental models recompute only the customers with something loaded since, and leaves out
-    the tests the loader and the raw gate already guarantee (tag `raw_guaranteed`); None
+    the tests the loader and the raw gate already guarantee (tag `raw_guaranteed`), the seeds and
+    the staging views (`INCREMENTAL_EXCLUDE`); None
     recomputes every customer and runs every test (docs/modelling.md; `build_nightly` chooses).
     Raises `ModelBuildFailed` when any node fails or errors, or when dbt
     cannot run at all (bad project, unreadable warehouse).
@@ -159,7 +164,7 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
     if changed_after is not None and not full_refresh:
-        args += ["--exclude", f"tag:{RAW_GUARANTEED_TAG}"]
+        args += ["--exclude", *INCREMENTAL_EXCLUDE]
     # dbt-duckdb opens the file itself and fails at once on a lock: wait for a reader to let go first.
     wait_until_free(settings.warehouse, settings.warehouse_wait_seconds)  # type: ignore[arg-type]
     started = time.perf_counter()
