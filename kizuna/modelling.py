@@ -17,13 +17,14 @@ instead of showing a traceback (or, worse, green).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,21 @@ from kizuna.config import Settings
 from kizuna.errors import KizunaError
 from kizuna.warehouse import wait_until_free
 
+log = logging.getLogger("kizuna")
+
 #: Node statuses that mean the build did not do what was asked.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 #: How much of a node's message goes into the error summary (DuckDB errors can be long).
 _MESSAGE_LIMIT = 400
 #: The error summary names at most this many failed nodes (dbt.log has them all).
 _FAILED_SHOWN = 8
+#: The tag of the data tests the loader's merge and the raw-data gate already guarantee: run in CI and on
+#: a full refresh, left out of the nightly incremental build (dbt_project.yml `data_tests:`; docs/modelling.md).
+RAW_GUARANTEED_TAG = "raw_guaranteed"
+#: What an incremental build leaves out (docs/modelling.md): the tests the loader and the raw gate
+#: guarantee; the seeds and the staging views, which change only with the project's files (and a changed
+#: project is refreshed in full), with their tests.
+INCREMENTAL_EXCLUDE = (f"tag:{RAW_GUARANTEED_TAG}", "resource_type:seed", "path:models/staging")
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,9 @@ class BuildResult:
     run_date: date
     nodes: tuple[NodeResult, ...]
     seconds: float
+    #: How the incremental models were built: "full" (--full-refresh), "incremental" (only the customers
+    #: with something new), or "skipped" (nothing new since the last build, same as-of date: nothing ran).
+    mode: str = "full"
 
     @property
     def failed(self) -> tuple[NodeResult, ...]:
@@ -96,6 +109,9 @@ class BuildResult:
         `locale` (default KIZUNA_LOCALE; kizuna/i18n.py)."""
         from kizuna.i18n import gettext as _
 
+        if self.mode == "skipped":
+            return _("nothing new since the last build: the marts as of {date} are kept", locale).format(
+                date=self.run_date.isoformat())
         models = sum(1 for n in self.nodes if n.resource_type == "model" and not n.failed)
         tests = [n for n in self.nodes if n.resource_type in ("test", "unit_test")]
         passed = sum(1 for n in tests if n.status == "pass")
@@ -123,28 +139,41 @@ class ModelBuildFailed(KizunaError):
 
 
 def build_models(settings: Settings, run_date: date, select: Sequence[str] | None = None,
-                 unit_tests: bool = True) -> BuildResult:
+                 unit_tests: bool = True, full_refresh: bool = False,
+                 changed_after: datetime | None = None) -> BuildResult:
     """Run `dbt build` (models, data tests, unit tests) against `settings.warehouse`.
 
     `run_date` is the day everything "as of today" is measured against (stage, recency,
     age). `select` takes dbt selectors (e.g. `["stg_shop__customers+"]`); None builds
     everything. `unit_tests=False` leaves out dbt's unit tests: they check the SQL on fixed
     inputs, not the night's data, so the nightly run leaves them to CI (the data tests
-    still run). Raises `ModelBuildFailed` when any node fails or errors, or when dbt
+    still run). `full_refresh` rebuilds the incremental models from scratch (`--full-refresh`).
+    `changed_after` (the newest `_loaded_at` a previous successful build modelled) makes the
+    incremental models recompute only the customers with something loaded since, and leaves out
+    the tests the loader and the raw gate already guarantee (tag `raw_guaranteed`), the seeds and
+    the staging views (`INCREMENTAL_EXCLUDE`); None
+    recomputes every customer and runs every test (docs/modelling.md; `build_nightly` chooses).
+    Raises `ModelBuildFailed` when any node fails or errors, or when dbt
     cannot run at all (bad project, unreadable warehouse).
     """
     args = ["build"]
     if select:
         args += ["--select", *select]
+    if full_refresh:
+        args += ["--full-refresh"]
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
+    if changed_after is not None and not full_refresh:
+        args += ["--exclude", *INCREMENTAL_EXCLUDE]
     # dbt-duckdb opens the file itself and fails at once on a lock: wait for a reader to let go first.
     wait_until_free(settings.warehouse, settings.warehouse_wait_seconds)  # type: ignore[arg-type]
     started = time.perf_counter()
     # run_date and the conversion window reach dbt_project.yml's vars through the environment
     # (see there: a changing --vars costs a full re-parse every night).
     outcome = _invoke(settings, args, KIZUNA_RUN_DATE=run_date.isoformat(),
-                      KIZUNA_CONVERSION_WINDOW_DAYS=str(settings.conversion_window_days))
+                      KIZUNA_CONVERSION_WINDOW_DAYS=str(settings.conversion_window_days),
+                      KIZUNA_CHANGED_AFTER="" if changed_after is None or full_refresh
+                      else changed_after.isoformat(sep=" "))
     seconds = time.perf_counter() - started
 
     execution = outcome.result
@@ -154,6 +183,7 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
         run_date=run_date,
         nodes=tuple(_node_result(r) for r in execution.results),
         seconds=seconds,
+        mode="full" if full_refresh or changed_after is None else "incremental",
     )
     if result.failed or not outcome.success:
         raise ModelBuildFailed(_failure_summary(result, settings), result)
@@ -170,6 +200,155 @@ def generate_docs(settings: Settings) -> Path:
     if not outcome.success:
         raise ModelBuildFailed(_could_not_run("dbt docs generate", settings, outcome.exception))
     return _target_dir(settings) / "static_index.html"
+
+
+# --- the nightly build: incremental, or nothing at all (docs/modelling.md) --------------
+
+#: The last successful nightly build, one row in the warehouse: what it was built from and as of when.
+BUILD_RECORD = "_kizuna.build_record"
+#: What reaches the marts besides the raw data: the dbt project's files.
+_PROJECT_PARTS = ("dbt_project.yml", "models", "macros", "seeds", "tests")
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """What the marts in the warehouse were built from (`BUILD_RECORD`)."""
+
+    as_of_date: date
+    #: The project's files and the settings that reach dbt (a change means a full refresh).
+    project: str
+    #: Each raw table's state (row count and newest `_loaded_at`, or content of the tables rewritten nightly).
+    inputs: dict[str, str]
+    #: The newest `_loaded_at` of the loaded exports at that build: tonight's changes are those after it.
+    loaded_through: datetime | None
+
+
+def build_nightly(settings: Settings, run_date: date) -> BuildResult:
+    """The nightly `dbt build` as of `run_date`, doing no more than tonight needs.
+
+    - Nothing loaded since the last successful build and the same as-of date: nothing runs (the
+      marts are kept; `BuildResult.mode == "skipped"`).
+    - No record of a successful build, or the dbt project (or a setting it reads) changed: a full
+      refresh with every data test.
+    - Otherwise incremental: the order- and customer-level models recompute the customers with
+      something new (int_changed_customers), and the tests the loader and raw gate guarantee are
+      left out. With a new as-of date everything else is rebuilt as of it; with the same as-of date
+      only what the changed raw tables feed (e.g. tonight's sends: the campaign marts).
+
+    The record is removed before a build and written after it succeeded, so a failed or interrupted
+    build is followed by a full refresh. Unit tests are left to CI.
+    """
+    project = _project_fingerprint(settings)
+    with _warehouse(settings) as con:
+        record = _read_record(con)
+        inputs, loaded_through = _inputs_state(con)
+    changed = sorted(t for t in inputs.keys() | (record.inputs.keys() if record else set())
+                     if record is None or inputs.get(t) != record.inputs.get(t))
+    same_day = record is not None and record.as_of_date == run_date and record.project == project
+    if same_day and not changed:
+        log.info("dbt build skipped: nothing loaded since the build as of %s", run_date)
+        return BuildResult(run_date=run_date, nodes=(), seconds=0.0, mode="skipped")
+    full = record is None or record.project != project or record.loaded_through is None
+    select = None
+    if same_day:  # only what the changed raw tables feed; their sources as dbt names them
+        sources = _source_names(settings)
+        select = [f"source:{sources[t]}.{t}+" for t in changed if t in sources] or None
+        log.info("dbt build of what changed raw tables feed: %s", ", ".join(changed))
+    with _warehouse(settings) as con:
+        con.execute(f"drop table if exists {BUILD_RECORD}")
+    result = build_models(settings, run_date, select=select, unit_tests=False, full_refresh=full,
+                          changed_after=None if full else record.loaded_through)  # type: ignore[union-attr]
+    with _warehouse(settings) as con:
+        _write_record(con, BuildRecord(run_date, project, inputs, loaded_through))
+    return result
+
+
+def read_build_record(settings: Settings) -> BuildRecord | None:
+    """The marts' record: the as-of date and inputs of the last successful nightly build (None: none yet)."""
+    with _warehouse(settings) as con:
+        return _read_record(con)
+
+
+@contextmanager
+def _warehouse(settings: Settings) -> Iterator[Any]:
+    from kizuna.warehouse import connect
+
+    with connect(settings.warehouse, wait_seconds=settings.warehouse_wait_seconds) as con:  # type: ignore[arg-type]
+        yield con
+
+
+def _read_record(con: Any) -> BuildRecord | None:
+    schema, table = BUILD_RECORD.split(".")
+    if not con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                       [schema, table]).fetchone()[0]:
+        return None
+    row = con.execute(f"select as_of_date, project, inputs, loaded_through from {BUILD_RECORD}").fetchone()
+    return BuildRecord(row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+
+def _write_record(con: Any, record: BuildRecord) -> None:
+    schema = BUILD_RECORD.split(".")[0]
+    con.execute(f"create schema if not exists {schema}")
+    con.execute(f"""create or replace table {BUILD_RECORD} (
+        as_of_date date, project varchar, inputs varchar, loaded_through timestamp, built_at timestamp)""")
+    con.execute(f"insert into {BUILD_RECORD} values (?, ?, ?, ?, current_timestamp::timestamp)",
+                [record.as_of_date, record.project, json.dumps(record.inputs, sort_keys=True),
+                 record.loaded_through])
+
+
+def _source_names(settings: Settings) -> dict[str, str]:
+    """Raw table -> the dbt source it belongs to (`shop`, `campaigns`), from the project's sources files."""
+    import yaml
+
+    assert settings.dbt_project_dir is not None
+    names: dict[str, str] = {}
+    for path in sorted((settings.dbt_project_dir / "models").rglob("*.yml")):
+        for source in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("sources") or []:
+            for table in source.get("tables") or []:
+                names[table.get("identifier") or table["name"]] = source["name"]
+    return names
+
+
+def _project_fingerprint(settings: Settings) -> str:
+    """A hash of the dbt project's files (models, macros, seeds, tests, dbt_project.yml) and of the
+    settings dbt reads, so that a changed model or seed is followed by a full refresh."""
+    import hashlib
+
+    project = settings.dbt_project_dir
+    assert project is not None
+    digest = hashlib.sha256(f"conversion_window_days={settings.conversion_window_days}".encode())
+    for part in _PROJECT_PARTS:
+        root = project / part
+        for path in sorted([root] if root.is_file() else root.rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _inputs_state(con: Any) -> tuple[dict[str, str], datetime | None]:
+    """The state of each table dbt reads in `raw`, and the newest `_loaded_at` of the loaded exports.
+
+    The loader's tables (those with `_night`) change only through its merge, which stamps `_loaded_at`:
+    their row count and newest stamp say whether anything arrived. The tables copied whole every night
+    (sends, scenarios, coupons, events: kizuna.events.load) are compared by content, without the stamp.
+    """
+    tables = con.execute("""
+        select table_name, list(column_name order by column_index) as columns
+        from duckdb_columns() where schema_name = 'raw' and not starts_with(table_name, '_')
+        group by table_name order by table_name""").fetchall()
+    states: dict[str, str] = {}
+    loaded_through: datetime | None = None
+    for table, columns in tables:
+        if "_night" in columns:
+            count, newest = con.execute(f'select count(*), max(_loaded_at) from raw."{table}"').fetchone()
+            if newest is not None and (loaded_through is None or newest > loaded_through):
+                loaded_through = newest
+            state = (count, str(newest))
+        else:
+            content = ", ".join(f'"{c}"' for c in columns if c != "_loaded_at") or "1"
+            state = con.execute(f'select count(*), sum(hash({content})) from raw."{table}"').fetchone()
+        states[table] = f"{columns}:{state}"
+    return states, loaded_through
 
 
 # --- invocation -----------------------------------------------------------------------

@@ -182,8 +182,10 @@ def load_events(settings: Settings) -> "EventsLoadResult":
 
 
 def build_marts(settings: Settings, run_date: date) -> modelling.BuildResult:
-    # Unit tests (SQL logic on fixed inputs) run in CI, not every night: same data tests, less fixed cost.
-    result = modelling.build_models(settings, run_date, unit_tests=False)
+    # Incremental modelling (issue 20, docs/modelling.md): nothing when nothing is new, else only the
+    # customers with something new, a full refresh after a failed build or a changed project. Unit tests
+    # (SQL logic on fixed inputs) run in CI, not every night.
+    result = modelling.build_nightly(settings, run_date)
     log.info("%s", result.summary())
     return result
 

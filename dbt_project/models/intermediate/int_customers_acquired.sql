@@ -1,8 +1,13 @@
+{{ config(materialized='incremental', incremental_strategy='replace_customers', on_schema_change='sync_all_columns') }}
+-- Incremental by customer (one row per customer, from their orders only; docs/modelling.md).
+-- depends_on: {{ ref('int_changed_customers') }}
+
 with
 
 orders as (
 
     select * from {{ ref('int_orders_by_acquisition') }}
+    {{ only_changed_customers() }}
 
 ),
 

@@ -1,3 +1,7 @@
+{{ config(materialized='incremental', incremental_strategy='replace_customers', on_schema_change='sync_all_columns') }}
+-- Incremental by customer (each row depends on the customer's first order; docs/modelling.md).
+-- depends_on: {{ ref('int_changed_customers') }}
+
 with
 
 orders as (
@@ -15,6 +19,7 @@ orders as (
         acquisition_media_code
 
     from {{ ref('fct_orders') }}
+    {{ only_changed_customers() }}
 
 ),
 

@@ -1,14 +1,22 @@
+{{ config(materialized='incremental', incremental_strategy='replace_customers', on_schema_change='sync_all_columns') }}
+-- Incremental by customer (macro get_incremental_replace_customers_sql; docs/modelling.md).
+-- depends_on: {{ ref('int_changed_customers') }}
+
 with
 
 orders as (
 
     select * from {{ ref('stg_shop__orders') }}
+    {{ only_changed_customers() }}
 
 ),
 
 order_lines as (
 
     select * from {{ ref('stg_shop__order_lines') }}
+    {%- if is_incremental() %}
+    where order_id in (select order_id from orders)
+    {%- endif %}
 
 ),
 
