@@ -1,7 +1,8 @@
 """The nightly predictions: fit the models on the marts, score every customer, check the fit on a hold-out.
 
-Reads marts.fct_orders and marts.dim_customers (after the dbt build) and writes three tables of
-the warehouse's `predict` schema, rebuilt whole each night:
+Reads marts.fct_orders and marts.dim_customers (after the dbt build) and writes these tables of
+the warehouse's `predict` schema, rebuilt whole each night (but `next_order_dates`, kept; see
+`hold_next_order_dates`):
 
 - `predict.customer_scores`: one row per customer with an order (erased customers left out); the
   dbt mart `marts.customer_predictions` documents and tests it and adds the churn-risk band.
@@ -114,7 +115,10 @@ def _one_off_scores(summary: pd.DataFrame, bg, gg, as_of: date, discount_rate: f
     # The next order: the last one plus the customer's expected time between orders, 1/E[rate | purchases to
     # the last], which stays put between orders (a reminder anchored on it is not chased ahead night by night).
     gap_weeks = (params.alpha + summary["recency"].to_numpy()) / (params.r + summary["frequency"].to_numpy())
-    last = pd.to_datetime(summary["first_order_date"]) + pd.to_timedelta(summary["recency"].to_numpy() * 7, unit="D")
+    # recency is in weeks (days / 7): rounded back to whole days, or 3/7 * 7 could fall a day short.
+    last = pd.to_datetime(summary["first_order_date"]) + pd.to_timedelta(np.round(summary["recency"].to_numpy() * 7),
+                                                                         unit="D")
+    out["last_order_date"] = last.dt.date
     out["expected_next_order_date"] = (last + pd.to_timedelta(np.round(gap_weeks * 7), unit="D")).dt.date
     for months in (12, 36):
         remaining = np.clip(months * WEEKS_PER_MONTH - summary["T"].to_numpy(), 0, None)
@@ -169,6 +173,7 @@ def _sbg_scores(d: pd.DataFrame, params: dict[str, m.SbgParams], as_of: date, di
         r["expected_spend_per_order"] = spend
         r["predicted_clv_12m"] = np.where(alive, (monthly * factors).sum(axis=1) * per_month * spend, 0.0)
         gap = pd.to_timedelta(np.round(DAYS_PER_MONTH / np.maximum(per_month, 1e-6)), unit="D")
+        r["last_order_date"] = part["last_delivery"].dt.date.to_numpy()
         r["expected_next_order_date"] = np.where(alive, (part["last_delivery"] + gap).dt.date, None)
         # renewals expected within k more months, k = 1..36, for each subscriber (cumulative sums)
         ahead = np.stack([m.sbg_expected_renewals(p, survived, k) for k in range(1, 37)], axis=1)
@@ -311,12 +316,13 @@ def predict(orders: pd.DataFrame, customers: pd.DataFrame, as_of: date, *, disco
 
     columns = ["customer_id", "model", "p_alive", "expected_purchases_90d", "expected_purchases_180d",
                "expected_purchases_365d", "expected_spend_per_order", "predicted_clv_12m", "expected_next_order_date",
-               "predicted_ltv_12m", "predicted_ltv_36m"]
+               "predicted_ltv_12m", "predicted_ltv_36m", "last_order_date"]
     table = pd.concat(scores, ignore_index=True)[columns] if scores else pd.DataFrame(columns=columns)
     # Customers without a fitted model keep a row (model null): the mart lists every buyer.
     missing = customers.loc[~customers["customer_id"].isin(table["customer_id"]), ["customer_id"]]
     table = pd.concat([table, missing.assign(model=None)], ignore_index=True) if len(missing) else table
     table["expected_next_order_date"] = pd.to_datetime(table["expected_next_order_date"]).dt.date
+    table["last_order_date"] = pd.to_datetime(table["last_order_date"]).dt.date
     table["customer_id"] = ids[table["customer_id"].astype("int64").to_numpy()]
     return table, fits, holdout
 
@@ -341,10 +347,43 @@ def write_tables(con, as_of: date, table: pd.DataFrame, fits: list[ModelFit], ho
             con.register("_frame", frame)
             con.execute(f"create or replace table {SCHEMA}.{name} as select {columns} from _frame")
             con.unregister("_frame")
+        hold_next_order_dates(con, as_of)
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
+
+
+#: The expected next-order date of each (customer, last order date) as first scored; see hold_next_order_dates.
+NEXT_ORDER_DATES = "next_order_dates"
+
+
+def hold_next_order_dates(con, as_of: date) -> None:
+    """Make `customer_scores.expected_next_order_date` stable between a customer's orders.
+
+    The campaign anchor `expected_next_order` reads this date and the send ledger's key holds the anchor
+    date, so a date that moved by a day when tonight's refit shifted the parameters slightly would be a new
+    anchor and the same reminder would go out again. So the date computed the first night a
+    (customer, last order date) pair is scored is kept in predict.next_order_dates (insert-only) and every
+    later night's scores read it; a new order is a new pair and gets tonight's date. A customer no longer
+    scored (erased, no counted order left) loses their rows. Runs inside write_tables' transaction."""
+    con.execute(f"""create table if not exists {SCHEMA}.{NEXT_ORDER_DATES} (
+                        customer_id varchar not null, last_order_date date not null,
+                        expected_next_order_date date not null, first_scored_on date not null)""")
+    con.execute(f"""insert into {SCHEMA}.{NEXT_ORDER_DATES}
+                    select s.customer_id, s.last_order_date, s.expected_next_order_date, ?
+                    from {SCHEMA}.customer_scores s
+                    where s.expected_next_order_date is not null and s.last_order_date is not null
+                      and not exists (select 1 from {SCHEMA}.{NEXT_ORDER_DATES} h
+                                      where h.customer_id = s.customer_id and h.last_order_date = s.last_order_date)""",
+                [as_of])
+    con.execute(f"""update {SCHEMA}.customer_scores s set expected_next_order_date = h.expected_next_order_date
+                    from {SCHEMA}.{NEXT_ORDER_DATES} h
+                    where h.customer_id = s.customer_id and h.last_order_date = s.last_order_date
+                      and s.expected_next_order_date is not null
+                      and h.expected_next_order_date <> s.expected_next_order_date""")
+    con.execute(f"""delete from {SCHEMA}.{NEXT_ORDER_DATES} h
+                    where not exists (select 1 from {SCHEMA}.customer_scores s where s.customer_id = h.customer_id)""")
 
 
 _TEXT = ("customer_id", "model", "status", "message", "params")
