@@ -59,7 +59,7 @@ def nightly(night: date | None = None, as_of: date | None = None) -> stages.Nigh
         outcome.erasure = erase(settings)
         outcome.events = load_events(settings)
         outcome.build = build_marts(settings, outcome.marts_as_of)
-        outcome.predictions = predict_customers(settings, outcome.marts_as_of)  # issue 19
+        outcome.predictions = predict_customers(settings, outcome.marts_as_of, outcome.build)  # issue 19
         outcome.mart_gate = gate_marts(settings)
         outcome.published = publish_warehouse(settings)  # analysts see the night once its marts passed
         if outcome.sends:

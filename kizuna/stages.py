@@ -195,14 +195,19 @@ def build_marts(settings: Settings, run_date: date) -> modelling.BuildResult:
 PREDICTION_MODELS = ("customer_predictions+",)
 
 
-def predict_customers(settings: Settings, as_of: date) -> "PredictionResult | None":
+def predict_customers(settings: Settings, as_of: date,
+                      build: modelling.BuildResult | None = None) -> "PredictionResult | None":
     """Fit the purchase, spend and retention models on tonight's marts, score every customer into
     predict.*, then build marts.customer_predictions (and what reads it: ltv_by_media) with their tests.
 
     Runs after the dbt build and before the mart gate. A shop too small to fit is not an error: the
-    fit records `too_small`, the report says so and the historical marts stand."""
+    fit records `too_small`, the report says so and the historical marts stand. Skipped when the nightly build
+    was (nothing new, same as-of date): the stored predictions are those of these marts."""
     from kizuna.predict.score import fit_and_score
 
+    if build is not None and build.mode == "skipped":  # same marts, same as-of date: the same predictions
+        log.info("predictions: nothing new since the last fit as of %s; its predictions stand", as_of)
+        return None
     try:
         with connect(settings) as con:
             result = fit_and_score(con, as_of, discount_rate=settings.discount_rate,
