@@ -8,6 +8,7 @@ table under each chart. Charts scale to their container (`viewBox`, `width: 100%
 from __future__ import annotations
 
 import math
+import unicodedata
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,20 @@ def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(label)}" font-size="{FONT}">' + "".join(body) + "</svg>"
     )
+
+
+def _text_width(text: str) -> float:
+    """Roughly how wide `text` is drawn at FONT px: a wide (CJK) character is about one em, others about 0.6."""
+    return sum(FONT if unicodedata.east_asian_width(c) in "WF" else FONT * 0.6 for c in text)
+
+
+def _fit(text: str, width: float) -> str:
+    """`text` cut with "…" to fit `width` px (a long medium name under a bar would run into its neighbours)."""
+    if _text_width(text) <= width:
+        return text
+    while text and _text_width(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
 
 
 def _title(text: str) -> str:
@@ -169,8 +184,9 @@ def bar_chart(
             body.append(f'<rect class="mark" x="{x:.1f}" y="{min(y1, y2):.1f}" width="{max(bar_w - 1, 1):.1f}" '
                         f'height="{max(abs(y2 - y1), 0.5):.1f}" fill="{color}">{_title(tooltip(cat, s, s.values[i]))}</rect>')
         if i % label_every == 0:
+            shown = _fit(cat, band * label_every * 0.95)
             body.append(f'<text x="{x0 + inner / 2:.1f}" y="{height - bottom + 14}" text-anchor="middle" '
-                        f'fill="#444">{escape(cat)}</text>')
+                        f'fill="#444">{escape(shown)}{_title(cat) if shown != cat else ""}</text>')
     body.append(_legend(series, left, 12) if len(series) > 1 else "")
     return _svg(width, height, body, label)
 

@@ -218,3 +218,22 @@ def test_screenshot(pages, tmp_path: Path) -> None:
         docs = ROOT / "docs" / "report.png"
         run_chromium("--window-size=1100,2400", f"--screenshot={docs}", url=page.as_uri(), tmp=tmp_path)
         assert docs.stat().st_size < 500_000
+
+
+def test_long_category_names_are_cut_to_their_bar_and_kept_whole_in_the_tooltip() -> None:
+    """A medium's name under its bar (LTV and F2 charts) fits the bar's width: long Japanese names ran into their
+    neighbours. The whole name stays in the label's tooltip."""
+    from kizuna.report_charts import Series, _text_width, bar_chart
+
+    names = ["アフィリエイト（A8.net）経由の新規顧客", "リスティング広告（Google 検索・指名キーワード）", "DM", "Instagram 広告"]
+    chart = str(bar_chart(names, [Series("LTV", [12000, 9000, 3000, 5000])],
+                          tooltip=lambda cat, s, v: f"{cat}: {v}", width=420))
+    labels = re.findall(r'<text x="[^"]*" y="[^"]*" text-anchor="middle" fill="#444">([^<]*)(<title>([^<]*)</title>)?',
+                        chart)
+    band = (420 - 56 - 10) / len(names)
+    assert len(labels) == len(names)
+    for (shown, _, title), name in zip(labels, names):
+        shown = html.unescape(shown)
+        assert _text_width(shown) <= band
+        assert shown == name if not title else (shown.endswith("…") and html.unescape(title) == name)
+    assert html.unescape(labels[2][0]) == "DM"
