@@ -58,8 +58,9 @@ from kizuna.errors import KizunaError
 STATUSES = ("planned", "sending", "sent", "failed", "unknown", "skipped", "capped", "held_out",
             # the marketers' console (kizuna/console/nightly.py): not delivered while they last
             "held", "awaiting_approval")
-#: Statuses that count as a contact for the frequency cap.
-CONTACT_STATUSES = ("planned", "sending", "sent", "unknown")
+#: Statuses that count as a contact for the frequency cap. A held message or a list awaiting approval keeps its
+#: place: released or approved later, it is sent, and must not take a customer over the cap then.
+CONTACT_STATUSES = ("planned", "sending", "sent", "unknown", "held", "awaiting_approval")
 
 _DDL = [
     """
