@@ -105,6 +105,32 @@ def test_a_held_scenario_is_recorded_held_the_rest_is_sent_and_after_release_it_
     assert night(con, settings, scenarios, D + timedelta(days=3)) == []  # never twice
 
 
+def test_a_held_message_keeps_its_place_under_the_frequency_cap(tmp_path, shop):
+    """At most one e-mail a week: a held e-mail counts, so another scenario's e-mail the next day is capped,
+    and once the hold is released the customer still gets one e-mail that week, not two."""
+    con, scenarios = shop
+    settings = Settings(home=tmp_path, data_dir=tmp_path / "data", campaign_caps={"email": 1, "dm": 2})
+    extra = {"id": "extra", "name": "Extra", "priority": 5, "stage": "initial", "entry": {"event": "first_order"},
+             "segment": {"first_order_kind": "one_off"},
+             "steps": [{"id": "mail", "day": 2, "channel": "email", "template": "f2_usage_guide"}]}
+    path = tmp_path / "scenarios" / "extra.yaml"
+    path.write_text(yaml.safe_dump(extra, allow_unicode=True), encoding="utf-8")
+    scenarios = [*scenarios, load_scenario(path)]
+    with console(settings) as sq:
+        hold = store.add_hold(sq, "care", "mail", None, by="hanako")
+    night(con, settings, scenarios, D)
+    assert statuses(con, scenario_id="care", step_id="mail") == {"held": 4}
+    sent = night(con, settings, scenarios, D + timedelta(days=1))
+    assert [m for m in sent if m.scenario_id == "extra"] == []
+    assert statuses(con, scenario_id="extra") == {"capped": 4}
+    with console(settings) as sq:
+        store.release_hold(sq, hold.id, by="taro")
+    night(con, settings, scenarios, D + timedelta(days=2))
+    emails = con.execute("select customer_id, count(*) from ledger.sends where channel = 'email' and status = 'sent' "
+                         "and customer_id like 'C%' group by 1").fetchall()
+    assert sorted(emails) == [(f"C{i}", 1) for i in range(4)]
+
+
 def test_a_step_held_for_one_night_waits_that_night_only(settings, shop):
     con, scenarios = shop
     with console(settings) as sq:
