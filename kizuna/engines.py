@@ -172,3 +172,180 @@ def _postgres_columns(target, schema: str, table: str) -> list[tuple[str, str]]:
         "select attname, format_type(atttypid, atttypmod) from pg_attribute "
         "where attrelid = to_regclass(%s) and attnum > 0 and not attisdropped order by attnum",
         [f"{_ident(schema)}.{_ident(table)}"]).fetchall()]
+
+
+# --- the built schemas back into the warehouse file (the rest of the night reads them there) -----------
+
+#: The schemas dbt builds that the rest of the night reads, copied back whole after every successful build
+#: on another engine: the predictions, the mart gate, campaign selection, the report, the console and the
+#: published warehouse (kizuna/warehouse.publish) all read the DuckDB file.
+BUILT_SCHEMAS = ("intermediate", "marts", "reference")
+#: Staging views some of those readers name (kizuna/report.py: the media names); copied back as tables.
+#: The other staging views are not: they are views over `raw`, which the file holds already.
+STAGING_READ = ("stg_shop__media",)
+
+#: PostgreSQL column type (format_type()) -> DuckDB column type, for the copied-back tables: the inverse of
+#: _POSTGRES_TYPES. `numeric(p,s)` becomes DECIMAL(p,s); an unconstrained `numeric` is _unconstrained_numeric's.
+_DUCKDB_TYPES = {
+    "character varying": "VARCHAR", "text": "VARCHAR", "bigint": "BIGINT", "integer": "INTEGER",
+    "smallint": "SMALLINT", "double precision": "DOUBLE", "real": "FLOAT", "boolean": "BOOLEAN",
+    "date": "DATE", "timestamp without time zone": "TIMESTAMP",
+    "timestamp with time zone": "TIMESTAMP WITH TIME ZONE", "numeric(38,0)": "HUGEINT",
+}
+_NUMERIC = re.compile(r"^numeric\((\d+),(\d+)\)$")
+_VARCHAR = re.compile(r"^character varying\(\d+\)$")
+
+
+def duckdb_type(postgres_type_: str, where: str) -> str | None:
+    """The DuckDB type of a PostgreSQL column type (`where` names the column for the error); None for an
+    unconstrained `numeric`, whose DuckDB type depends on how it was computed (_unconstrained_numeric)."""
+    if postgres_type_ in _DUCKDB_TYPES:
+        return _DUCKDB_TYPES[postgres_type_]
+    if postgres_type_ == "numeric":
+        return None
+    if _VARCHAR.match(postgres_type_):
+        return "VARCHAR"
+    numeric = _NUMERIC.match(postgres_type_)
+    if numeric and int(numeric[1]) <= 38:
+        return f"DECIMAL({numeric[1]},{numeric[2]})"
+    raise KizunaError(f"{where} has the PostgreSQL type {postgres_type_}, which kizuna does not know how to copy "
+                      "back into the DuckDB warehouse: add it to kizuna/engines.py (_DUCKDB_TYPES), or cast the "
+                      "column in its model.")
+
+
+@dataclass(frozen=True)
+class _Relation:
+    schema: str
+    name: str
+    columns: list[tuple[str, str]]  # (column, PostgreSQL type)
+    comment: str | None
+    column_comments: dict[str, str]
+
+
+def copy_back(settings: Settings) -> CopyResult | None:
+    """Copy the schemas dbt built on the engine (BUILT_SCHEMAS, STAGING_READ) into the warehouse file,
+    replacing their previous copy; None on `duckdb` (dbt built them in the file itself).
+
+    Read in one snapshot of the server (a repeatable-read transaction) and written in one DuckDB
+    transaction: a failed copy leaves the file's previous marts as they were and raises, so the night
+    stops before anything reads them (the build record is written only after this succeeded, so the next
+    night rebuilds in full). Tables and comments (persist_docs) are copied; a mart that no longer exists on
+    the engine is dropped from the file too."""
+    if settings.engine == "duckdb":
+        return None
+    from kizuna.warehouse import connect
+
+    started = time.perf_counter()
+    assert settings.warehouse is not None  # set by Settings' validator
+    rows = 0
+    with postgres_connection(settings, autocommit=False) as source, \
+            tempfile.TemporaryDirectory(prefix="kizuna-copy-back-") as tmp:
+        source.execute("set transaction isolation level repeatable read, read only")
+        source.execute("set datestyle = 'ISO, YMD'")
+        source.execute("set timezone = 'UTC'")
+        source.execute("set extra_float_digits = 3")  # shortest exact doubles (the default on 12+, said anyway)
+        relations = _built_relations(source)
+        files = [(relation, _extract(source, relation, Path(tmp) / f"{relation.schema}.{relation.name}.csv"))
+                 for relation in relations]
+        source.rollback()
+        with connect(settings.warehouse, wait_seconds=settings.warehouse_wait_seconds) as target:
+            target.execute("begin transaction")
+            try:
+                _drop_gone(target, relations)
+                for relation, (csv, types) in files:
+                    rows += _load(target, relation, csv, types)
+                target.execute("commit")
+            except BaseException:
+                target.execute("rollback")
+                raise
+    result = CopyResult(settings.engine, len(relations), rows, time.perf_counter() - started)
+    log.info("%s", result.summary().replace("copied", "copied back").replace(" source tables", " built tables")
+             .replace(f" to {settings.engine}", f" from {settings.engine} into the warehouse file"))
+    return result
+
+
+def _built_relations(con) -> list[_Relation]:
+    """Every table and view of BUILT_SCHEMAS and the STAGING_READ views on the server, with columns and comments."""
+    found: dict[tuple[str, str], _Relation] = {}
+    for schema, name, comment, column, type_, column_comment in con.execute(
+            """select n.nspname, c.relname, obj_description(c.oid, 'pg_class'), a.attname,
+                      format_type(a.atttypid, a.atttypmod), col_description(c.oid, a.attnum)
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+               join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+               where c.relkind in ('r', 'v', 'm', 'p')
+                 and (n.nspname = any(%s) or (n.nspname = 'staging' and c.relname = any(%s)))
+               order by n.nspname, c.relname, a.attnum""", [list(BUILT_SCHEMAS), list(STAGING_READ)]).fetchall():
+        relation = found.setdefault((schema, name), _Relation(schema, name, [], comment, {}))
+        relation.columns.append((column, type_))
+        if column_comment:
+            relation.column_comments[column] = column_comment
+    missing = [f"staging.{name}" for name in STAGING_READ if ("staging", name) not in found]
+    if not any(schema == "marts" for schema, _ in found) or missing:
+        raise KizunaError("The engine's database holds no marts" + (f" (nor {', '.join(missing)})" if missing else "")
+                          + " after a successful dbt build: nothing to copy back into the warehouse file.")
+    return list(found.values())
+
+
+def _extract(con, relation: _Relation, csv: Path) -> tuple[Path, dict[str, str]]:
+    """Write a relation's rows as CSV (COPY ... TO STDOUT); return the file and each column's DuckDB type."""
+    name = f"{_ident(relation.schema)}.{_ident(relation.name)}"
+    types = {}
+    for column, type_ in relation.columns:
+        mapped = duckdb_type(type_, f"{relation.schema}.{relation.name}.{column}")
+        types[column] = mapped or _unconstrained_numeric(con, name, column)
+    with con.cursor().copy(f"copy (select * from {name}) to stdout (format csv)") as copy, csv.open("wb") as out:
+        for block in copy:
+            out.write(block)
+    return csv, types
+
+
+def _unconstrained_numeric(con, name: str, column: str) -> str:
+    """The DuckDB type of an unconstrained PostgreSQL `numeric` column, as DuckDB computes the same SQL.
+
+    PostgreSQL keeps such a column for a sum of integers (DuckDB: HUGEINT) and for a division involving a
+    decimal (DuckDB: DOUBLE; PostgreSQL's quotient carries at least 16 decimal places). Told apart by the
+    values' scale: all whole -> HUGEINT, else DOUBLE. Interim (docs/engines.md): the models should cast such
+    columns themselves, so that no unconstrained numeric reaches the marts."""
+    scale = con.execute(f"select max(scale({_ident(column)})) from {name}").fetchone()[0]
+    return "HUGEINT" if scale == 0 else "DOUBLE"
+
+
+def _drop_gone(con: duckdb.DuckDBPyConnection, relations: list[_Relation]) -> None:
+    """Drop from the file's BUILT_SCHEMAS the tables and views the engine no longer has (a removed model)."""
+    keep = {(r.schema, r.name) for r in relations}
+    for schema, name, kind in con.execute(
+            "select schema_name, table_name, 'table' from duckdb_tables() "
+            "where database_name = current_database() and schema_name in (select unnest(?)) "
+            "union all select schema_name, view_name, 'view' from duckdb_views() "
+            "where database_name = current_database() and schema_name in (select unnest(?)) and not internal",
+            [list(BUILT_SCHEMAS), list(BUILT_SCHEMAS)]).fetchall():
+        if (schema, name) not in keep:
+            con.execute(f"drop {kind} {_ident(schema)}.{_ident(name)}")
+
+
+def _load(con: duckdb.DuckDBPyConnection, relation: _Relation, csv: Path, types: dict[str, str]) -> int:
+    """Replace `schema.name` in the file with the CSV's rows, in the given column types; return the row count.
+
+    PostgreSQL's CSV writes NULL as nothing and an empty string quoted: `allow_quoted_nulls = false` keeps
+    the two apart."""
+    name = f"{_ident(relation.schema)}.{_ident(relation.name)}"
+    con.execute(f"create schema if not exists {_ident(relation.schema)}")
+    view = con.execute("select count(*) from duckdb_views() where database_name = current_database() "
+                       "and schema_name = ? and view_name = ?", [relation.schema, relation.name]).fetchone()[0]
+    if view:  # e.g. a staging view a DuckDB build made: a table now
+        con.execute(f"drop view {name}")
+    definition = ", ".join(f"{_ident(c)} {types[c]}" for c, _ in relation.columns)
+    con.execute(f"create or replace table {name} ({definition})")
+    columns = "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': '{types[c]}'" for c, _ in relation.columns) + "}"
+    con.execute(f"insert into {name} select * from read_csv(?, columns = {columns}, header = false, "
+                "delim = ',', quote = '\"', escape = '\"', allow_quoted_nulls = false, auto_detect = false)",
+                [str(csv)])
+    if relation.comment:
+        con.execute(f"comment on table {name} is {_literal(relation.comment)}")
+    for column, comment in relation.column_comments.items():
+        con.execute(f"comment on column {name}.{_ident(column)} is {_literal(comment)}")
+    return int(con.execute(f"select count(*) from {name}").fetchone()[0])
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

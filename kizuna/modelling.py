@@ -189,6 +189,9 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
     )
     if result.failed or not outcome.success:
         raise ModelBuildFailed(_failure_summary(result, settings), result)
+    # Engines (issue 21): what dbt built on another engine back into the warehouse file the rest of the night
+    # reads (nothing on duckdb); a failed copy raises, so nothing reads stale marts.
+    engines.copy_back(settings)
     return result
 
 
@@ -319,6 +322,8 @@ def _project_fingerprint(settings: Settings) -> str:
     project = settings.dbt_project_dir
     assert project is not None
     digest = hashlib.sha256(f"conversion_window_days={settings.conversion_window_days}".encode())
+    if settings.engine != "duckdb":  # engines (issue 21): a changed engine builds everything again there
+        digest.update(f";engine={settings.engine}".encode())
     for part in _PROJECT_PARTS:
         root = project / part
         for path in sorted([root] if root.is_file() else root.rglob("*")):

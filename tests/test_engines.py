@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import secrets
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,11 +39,15 @@ def shop(tmp_path_factory, postgres) -> dict:  # noqa: F811
     night = stages.resolve_night(on_duckdb, None)
     stages.ingest(on_duckdb, night)
     run_date = stages.send_date_for(night)
+    # The PostgreSQL night's own warehouse file (the same loaded raw tables): the build there copies its
+    # marts back into it, which must not overwrite the marts DuckDB built.
+    loaded = root / "postgres-night.duckdb"
+    shutil.copyfile(on_duckdb.warehouse, loaded)
     modelling.build_models(on_duckdb, run_date, unit_tests=False, full_refresh=True)
 
     password = secrets.token_urlsafe(12)
     postgres.create_database("kizuna_marts", owner="kizuna_dbt", password=password)
-    on_postgres = Settings(**{**on_duckdb.model_dump(), "engine": "postgres",
+    on_postgres = Settings(**{**on_duckdb.model_dump(), "engine": "postgres", "warehouse": loaded,
                               "postgres_host": str(postgres.socket_dir), "postgres_user": "kizuna_dbt",
                               "postgres_password": password, "postgres_database": "kizuna_marts"})
     result = modelling.build_models(on_postgres, run_date, unit_tests=False, full_refresh=True)
@@ -135,6 +140,41 @@ def test_the_marts_on_duckdb_and_postgres_are_equal_row_by_row(shop):
     assert not differing, "\n".join(differing)
 
 
+def _file_marts(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Each mart's (column, DuckDB type) in a warehouse file, exactly as DuckDB spells the type."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute("select table_name, column_name, data_type from duckdb_columns() "
+                           "where schema_name = 'marts' order by table_name, column_index").fetchall()
+    marts: dict[str, list[tuple[str, str]]] = {}
+    for table, column, type_ in rows:
+        marts.setdefault(table, []).append((column, type_))
+    return marts
+
+
+def test_the_marts_built_on_postgres_are_copied_back_into_the_warehouse_file_with_duckdbs_types(shop):
+    """The rest of the night reads the warehouse file: after the build on PostgreSQL it holds those marts,
+    in the column types a DuckDB build gives them, and the same rows."""
+    built_here, copied_back = _file_marts(shop["duckdb"].warehouse), _file_marts(shop["postgres"].warehouse)
+    assert sorted(copied_back) == sorted(built_here)
+    differing = [f"{t}.{a[0]}: {a[1]} built on duckdb, {b[1]} copied back" for t in built_here
+                 for a, b in zip(built_here[t], copied_back[t]) if a != b]
+    assert not differing, "\n".join(differing)
+    bad = []
+    with duckdb.connect(str(shop["duckdb"].warehouse), read_only=True) as left_con, \
+            duckdb.connect(str(shop["postgres"].warehouse), read_only=True) as right_con:
+        for table, columns in built_here.items():
+            names = ", ".join(f'"{c}"' for c, _ in columns)
+            left = sorted(left_con.execute(f"select {names} from marts.{table}").fetchall(), key=_sort_key)
+            right = sorted(right_con.execute(f"select {names} from marts.{table}").fetchall(), key=_sort_key)
+            if len(left) != len(right) or any(not _same(x, y) for a, b in zip(left, right) for x, y in zip(a, b)):
+                bad.append(table)
+        # what the report reads besides the marts, and the analysts' column descriptions (persist_docs)
+        assert right_con.execute("select count(*) from staging.stg_shop__media").fetchone()[0] > 0
+        assert right_con.execute("select comment from duckdb_columns() where schema_name = 'marts' and "
+                                 "table_name = 'dim_customers' and column_name = 'customer_id'").fetchone()[0]
+    assert not bad, bad
+
+
 def test_a_second_build_replaces_the_copied_sources_and_keeps_the_views(shop):
     """The copy is replaced each night, the staging views on the raw tables survive it."""
     copied = engines.copy_sources(shop["postgres"])
@@ -157,3 +197,59 @@ def test_a_raw_column_type_without_a_postgres_type_stops_the_copy_by_name():
     with pytest.raises(KizunaError) as stopped:
         engines.postgres_type("INTERVAL", "raw.orders.gap")
     assert "raw.orders.gap" in str(stopped.value) and "INTERVAL" in str(stopped.value)
+
+
+def test_a_whole_night_on_postgres_sends_once_from_the_marts_built_there(tmp_path, postgres):  # noqa: F811
+    """`KIZUNA_ENGINE=postgres kizuna demo`, twice: the night completes end to end with the marts built on
+    PostgreSQL (copied back into a warehouse file DuckDB never built), the sends are recorded once in the
+    ledger, and the second night sends nothing new."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    password = secrets.token_urlsafe(12)
+    postgres.create_database("kizuna_night", owner="kizuna_night", password=password)
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "KIZUNA_DATA_DIR": str(data_dir), "KIZUNA_DEMO_CUSTOMERS": "1500",
+           "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "200",
+           "KIZUNA_ENGINE": "postgres", "KIZUNA_POSTGRES_HOST": str(postgres.socket_dir),
+           "KIZUNA_POSTGRES_USER": "kizuna_night", "KIZUNA_POSTGRES_PASSWORD": password,
+           "KIZUNA_POSTGRES_DATABASE": "kizuna_night"}
+    env.pop("PREFECT_API_URL", None)
+    kizuna = Path(sys.executable).parent / "kizuna"
+
+    def night() -> subprocess.CompletedProcess:
+        done = subprocess.run([str(kizuna), "demo"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    night()
+    ledger = data_dir / "ledger.duckdb"
+    with duckdb.connect(str(ledger), read_only=True) as con:
+        sent = con.execute("select count(*) from sends where status = 'sent'").fetchone()[0]
+    assert sent > 0
+    index = [json.loads(line) for line in (data_dir / "outbox" / "index.jsonl").read_text().splitlines()]
+    assert len(index) == sent
+    settings = Settings(data_dir=data_dir, engine="postgres", postgres_host=str(postgres.socket_dir),
+                        postgres_user="kizuna_night", postgres_password=password, postgres_database="kizuna_night")
+    with engines.postgres_connection(settings) as pcon:
+        on_postgres = pcon.execute("select count(*), sum(total_revenue) from marts.dim_customers").fetchone()
+        predicted = pcon.execute("select count(*) from marts.customer_predictions").fetchone()[0]
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*), sum(total_revenue) from marts.dim_customers").fetchone() == \
+            (on_postgres[0], on_postgres[1])
+        assert con.execute("select count(*) from marts.customer_predictions").fetchone()[0] == predicted
+        # dbt never built in the file: no dbt-made staging views there, only the copied-back tables
+        assert not con.execute("select count(*) from duckdb_views() where schema_name = 'staging'").fetchone()[0]
+    assert on_postgres[0] == 1500
+    outbox = sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file())
+
+    night()
+    assert sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file()) == outbox
+    with duckdb.connect(str(ledger), read_only=True) as con:
+        assert con.execute("select count(*) from sends where status = 'sent'").fetchone()[0] == sent
+        keys = con.execute("select count(*), count(distinct (scenario_id, step_id, customer_id, anchor_date)) "
+                           "from sends").fetchone()
+    assert keys[0] == keys[1]

@@ -178,7 +178,7 @@ grouped as (
         count(case when was_opened then 1 end) as opened_events,
         count(case when was_clicked then 1 end) as clicked_events,
         count(distinct case when click_count > 0 then customer_id end) as clicked_customers,
-        sum(click_count) as click_events_total,
+        cast(sum(click_count) as bigint) as click_events_total,
         count(case when is_converted then 1 end) as converted_count,
         sum(conversion_revenue) as conversion_revenue,
         count(case when is_redeemed then 1 end) as redeemed_coupons,
