@@ -8,7 +8,12 @@ the way a deployment loads a warehouse: the same loader, then a bulk `COPY` (Duc
 server reads it through `COPY ... FROM STDIN`; DuckDB's postgres extension is not used, it cannot be
 installed without network). dbt then builds the marts in the database (profiles.yml, target `postgres`).
 
+After a successful build, `copy_back` copies what dbt built there (marts, intermediate, reference, and the
+staging views the report reads) back into the warehouse file in one transaction, in DuckDB's column types:
+the predictions, the gates, campaign selection, the report and the published warehouse read the file.
+
     engines.copy_sources(settings)      # -> CopyResult (tables, rows, seconds); a no-op on duckdb
+    engines.copy_back(settings)         # -> CopyResult after a build on the engine; a no-op on duckdb
     engines.dbt_target(settings)        # -> "duckdb" | "postgres" (dbt's --target)
     engines.dbt_environment(settings)   # -> the variables profiles.yml reads for that target
 """
