@@ -237,6 +237,20 @@ class Settings(BaseSettings):
         "reached through a TLS proxy (docs/console.md).")
     console_session_hours: float = Field(8, gt=0, description="A console login lasts this many hours.")
 
+    # Issue 21, engines (kizuna/engines.py, docs/engines.md): the dbt project on another SQL engine. The loader,
+    # the ledger and the rest of the night stay on DuckDB; the raw tables are copied to the engine and dbt
+    # builds the marts there (dbt_project/profiles.yml: one target per engine).
+    engine: Literal["duckdb", "postgres"] = Field(
+        "duckdb", description="Where dbt builds the marts: `duckdb` (the embedded warehouse file, the default) or "
+        "`postgres` (the PostgreSQL database KIZUNA_POSTGRES_*; the night's raw tables are copied there first).")
+    postgres_host: str = Field("localhost", description="`postgres` engine: the server's host name, or the folder "
+                               "of its Unix socket.")
+    postgres_port: int = Field(5432, ge=1, le=65535, description="`postgres` engine: the server's port.")
+    postgres_user: str = Field("kizuna", description="`postgres` engine: the role dbt and the copy log in as; it "
+                               "creates the schemas raw, staging, intermediate, marts, reference in the database.")
+    postgres_password: SecretStr = Field(SecretStr(""), description="`postgres` engine: that role's password.")
+    postgres_database: str = Field("kizuna", description="`postgres` engine: the database that holds kizuna's schemas.")
+
     @property
     def approval_channels(self) -> tuple[str, ...]:
         """KIZUNA_REQUIRE_APPROVAL as channel names (`dm`, `phone`)."""

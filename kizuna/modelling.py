@@ -28,6 +28,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from kizuna import engines  # issue 21: the dbt target and the source copy of the configured engine
 from kizuna.config import Settings
 from kizuna.errors import KizunaError
 from kizuna.warehouse import wait_until_free
@@ -168,6 +169,7 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
     # dbt-duckdb opens the file itself and fails at once on a lock: wait for a reader to let go first.
     wait_until_free(settings.warehouse, settings.warehouse_wait_seconds)  # type: ignore[arg-type]
     started = time.perf_counter()
+    engines.copy_sources(settings)  # engines (issue 21): the raw tables to PostgreSQL first; nothing on duckdb
     # run_date and the conversion window reach dbt_project.yml's vars through the environment
     # (see there: a changing --vars costs a full re-parse every night).
     outcome = _invoke(settings, args, KIZUNA_RUN_DATE=run_date.isoformat(),
@@ -187,6 +189,9 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
     )
     if result.failed or not outcome.success:
         raise ModelBuildFailed(_failure_summary(result, settings), result)
+    # Engines (issue 21): what dbt built on another engine back into the warehouse file the rest of the night
+    # reads (nothing on duckdb); a failed copy raises, so nothing reads stale marts.
+    engines.copy_back(settings)
     return result
 
 
@@ -317,6 +322,8 @@ def _project_fingerprint(settings: Settings) -> str:
     project = settings.dbt_project_dir
     assert project is not None
     digest = hashlib.sha256(f"conversion_window_days={settings.conversion_window_days}".encode())
+    if settings.engine != "duckdb":  # engines (issue 21): a changed engine builds everything again there
+        digest.update(f";engine={settings.engine}".encode())
     for part in _PROJECT_PARTS:
         root = project / part
         for path in sorted([root] if root.is_file() else root.rglob("*")):
@@ -382,8 +389,11 @@ def _invoke(settings: Settings, args: list[str], **environment: str) -> Any:
         "--log-level-file", "info",
     ]
     try:
+        # Engines (issue 21, kizuna/engines.py): the configured engine's profiles.yml target and its variables.
+        common += ["--target", engines.dbt_target(settings)]
         with _environment(KIZUNA_WAREHOUSE=str(settings.warehouse),
-                          KIZUNA_DUCKDB_MEMORY_LIMIT=settings.duckdb_memory_limit, **environment):
+                          KIZUNA_DUCKDB_MEMORY_LIMIT=settings.duckdb_memory_limit,
+                          **engines.dbt_environment(settings), **environment):
             return dbtRunner(callbacks=[_forward_dbt_event]).invoke([*args, *common])
     finally:
         _release_warehouse()

@@ -36,7 +36,7 @@ create table if not exists raw.campaign_coupons (
     step_id varchar not null,
     customer_id varchar not null,
     offer_type varchar not null,
-    offer_value double,
+    offer_value double precision,
     issued_on date not null,
     expires_on date,
     state varchar not null,
@@ -61,7 +61,7 @@ create table if not exists raw.campaign_scenarios (
     scenario_id varchar primary key,
     name varchar not null,
     goal varchar,
-    holdout_percent double,
+    holdout_percent double precision,
     _loaded_at timestamp not null
 )
 {#-end-#};
@@ -100,7 +100,7 @@ create table if not exists raw.campaign_step_variants (
     step_id varchar not null,
     variant varchar not null,
     position integer not null,
-    weight double not null,
+    weight double precision not null,
     _loaded_at timestamp not null
 )
 {#-end-#};

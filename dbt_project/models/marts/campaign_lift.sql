@@ -70,11 +70,11 @@ arms as (
 
     select
         scenario_id,
-        count_if(arm = 'treated') as treated_customers,
-        count_if(arm = 'treated' and is_converted) as treated_converted,
-        count_if(arm = 'holdout') as holdout_customers,
-        count_if(arm = 'holdout' and is_converted) as holdout_converted,
-        count_if(is_window_open) as customers_in_open_window
+        count(case when arm = 'treated' then 1 end) as treated_customers,
+        count(case when arm = 'treated' and is_converted then 1 end) as treated_converted,
+        count(case when arm = 'holdout' then 1 end) as holdout_customers,
+        count(case when arm = 'holdout' and is_converted then 1 end) as holdout_converted,
+        count(case when is_window_open then 1 end) as customers_in_open_window
 
     from outcomes
     group by scenario_id
@@ -85,8 +85,8 @@ rates as (
 
     select
         *,
-        cast(treated_converted as double) / nullif(treated_customers, 0) as treated_conversion_rate,
-        cast(holdout_converted as double) / nullif(holdout_customers, 0) as holdout_conversion_rate
+        cast(treated_converted as {{ type_double() }}) / nullif(treated_customers, 0) as treated_conversion_rate,
+        cast(holdout_converted as {{ type_double() }}) / nullif(holdout_customers, 0) as holdout_conversion_rate
 
     from arms
 

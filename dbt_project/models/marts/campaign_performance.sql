@@ -174,14 +174,14 @@ grouped as (
         channel,
         send_date,
         count(*) as sent_count,
-        count_if(was_delivered) as delivered_events,
-        count_if(was_opened) as opened_events,
-        count_if(was_clicked) as clicked_events,
+        count(case when was_delivered then 1 end) as delivered_events,
+        count(case when was_opened then 1 end) as opened_events,
+        count(case when was_clicked then 1 end) as clicked_events,
         count(distinct case when click_count > 0 then customer_id end) as clicked_customers,
-        sum(click_count) as click_events_total,
-        count_if(is_converted) as converted_count,
+        cast(sum(click_count) as bigint) as click_events_total,
+        count(case when is_converted then 1 end) as converted_count,
         sum(conversion_revenue) as conversion_revenue,
-        count_if(is_redeemed) as redeemed_coupons,
+        count(case when is_redeemed then 1 end) as redeemed_coupons,
         sum(coupon_revenue) as coupon_revenue
 
     from per_send
@@ -222,11 +222,11 @@ select
     redeemed_coupons,
     cast(coupon_revenue as bigint) as coupon_revenue,
     converted_count,
-    cast(converted_count as double) / sent_count as conversion_rate,
+    cast(converted_count as {{ type_double() }}) / sent_count as conversion_rate,
     cast(conversion_revenue as bigint) as conversion_revenue,
     channel_cost,
     cast(channel_cost / nullif(converted_count, 0) as decimal(18, 2)) as cost_per_conversion,
-    cast((conversion_revenue - channel_cost) / nullif(channel_cost, 0) as double) as return_on_cost,
+    cast((conversion_revenue - channel_cost) / nullif(channel_cost, 0) as {{ type_double() }}) as return_on_cost,
     send_date + {{ window_days }} <= {{ as_of }} as is_window_complete
 
 from costed

@@ -83,11 +83,11 @@ per_variant as (
         min(s.channel) as channel,
         count(*) as sent_count,
         sum(case when s.channel = 'email' then 1 else 0 end) as email_sent_count,
-        sum(coalesce(e.was_opened, 0)) as opened_events,
-        sum(coalesce(e.was_clicked, 0)) as clicked_events,
-        sum(coalesce(c.is_converted, 0)) as converted_count,
-        sum(coalesce(c.conversion_revenue, 0)) as conversion_revenue,
-        sum(case when s.send_date + {{ window_days }} > {{ as_of }} then 1 else 0 end) as sends_in_open_window
+        cast(sum(coalesce(e.was_opened, 0)) as bigint) as opened_events,
+        cast(sum(coalesce(e.was_clicked, 0)) as bigint) as clicked_events,
+        cast(sum(coalesce(c.is_converted, 0)) as bigint) as converted_count,
+        cast(sum(coalesce(c.conversion_revenue, 0)) as bigint) as conversion_revenue,
+        cast(sum(case when s.send_date + {{ window_days }} > {{ as_of }} then 1 else 0 end) as bigint) as sends_in_open_window
 
     from sends s
     left join send_conversions c on c.send_id = s.send_id

@@ -20,11 +20,11 @@ scores as (
     select * from {{ scores }}
     {% else %}
     select
-        cast(null as varchar) as customer_id, cast(null as varchar) as model, cast(null as double) as p_alive,
-        cast(null as double) as expected_purchases_90d, cast(null as double) as expected_purchases_180d,
-        cast(null as double) as expected_purchases_365d, cast(null as double) as expected_spend_per_order,
-        cast(null as double) as predicted_clv_12m, cast(null as date) as expected_next_order_date,
-        cast(null as double) as predicted_ltv_12m, cast(null as double) as predicted_ltv_36m,
+        cast(null as varchar) as customer_id, cast(null as varchar) as model, cast(null as {{ type_double() }}) as p_alive,
+        cast(null as {{ type_double() }}) as expected_purchases_90d, cast(null as {{ type_double() }}) as expected_purchases_180d,
+        cast(null as {{ type_double() }}) as expected_purchases_365d, cast(null as {{ type_double() }}) as expected_spend_per_order,
+        cast(null as {{ type_double() }}) as predicted_clv_12m, cast(null as date) as expected_next_order_date,
+        cast(null as {{ type_double() }}) as predicted_ltv_12m, cast(null as {{ type_double() }}) as predicted_ltv_36m,
         cast(null as date) as as_of_date
     where false
     {% endif %}
@@ -46,21 +46,21 @@ final as (
         customers.acquisition_media_code,
         customers.subscription_status,
         scores.model,
-        round(scores.p_alive, 4) as p_alive,
+        {{ round_double('scores.p_alive', 4) }} as p_alive,
         case
             when scores.model is null or scores.p_alive is null then null
             when scores.p_alive < {{ high_below }} then 'high'
             when scores.p_alive < {{ medium_below }} then 'medium'
             else 'low'
         end as churn_risk_band,
-        round(scores.expected_purchases_90d, 4) as expected_purchases_90d,
-        round(scores.expected_purchases_180d, 4) as expected_purchases_180d,
-        round(scores.expected_purchases_365d, 4) as expected_purchases_365d,
-        round(scores.expected_spend_per_order, 0) as expected_spend_per_order,
-        round(scores.predicted_clv_12m, 0) as predicted_clv_12m,
+        {{ round_double('scores.expected_purchases_90d', 4) }} as expected_purchases_90d,
+        {{ round_double('scores.expected_purchases_180d', 4) }} as expected_purchases_180d,
+        {{ round_double('scores.expected_purchases_365d', 4) }} as expected_purchases_365d,
+        {{ round_double('scores.expected_spend_per_order', 0) }} as expected_spend_per_order,
+        {{ round_double('scores.predicted_clv_12m', 0) }} as predicted_clv_12m,
         scores.expected_next_order_date,
-        round(scores.predicted_ltv_12m, 0) as predicted_ltv_12m,
-        round(scores.predicted_ltv_36m, 0) as predicted_ltv_36m,
+        {{ round_double('scores.predicted_ltv_12m', 0) }} as predicted_ltv_12m,
+        {{ round_double('scores.predicted_ltv_36m', 0) }} as predicted_ltv_36m,
         scores.as_of_date
 
     from scores

@@ -6,6 +6,11 @@
     medium's lifetime gross margin (revenue − unit cost − fulfilment cost) and subtracts its CPO,
     as ltv_by_media's profit_per_customer does. Media without a scored customer have no row.
 -#}
+{%- set margin = safe_ratio('lifetime.revenue - lifetime.unit_cost - lifetime.fulfilment_cost', 'lifetime.revenue') -%}
+{%- set cpo = safe_ratio('lifetime.ad_spend', 'lifetime.new_customers') -%}
+{#- Predicted profit per customer (a floating-point value: the predictions are): LTV x gross margin - CPO. -#}
+{%- set predicted_profit_12m = 'per_media.predicted_ltv_12m * ' ~ margin ~ ' - coalesce(' ~ cpo ~ ', 0)' -%}
+{%- set predicted_profit_36m = 'per_media.predicted_ltv_36m * ' ~ margin ~ ' - coalesce(' ~ cpo ~ ', 0)' -%}
 with
 
 predictions as (
@@ -49,17 +54,13 @@ final as (
     select
         per_media.acquisition_media_code,
         per_media.predicted_customers,
-        round(per_media.predicted_ltv_12m, 2) as predicted_ltv_12m,
-        round(per_media.predicted_ltv_36m, 2) as predicted_ltv_36m,
+        {{ round_double('per_media.predicted_ltv_12m', 2) }} as predicted_ltv_12m,
+        {{ round_double('per_media.predicted_ltv_36m', 2) }} as predicted_ltv_36m,
         round({{ safe_ratio('lifetime.revenue - lifetime.unit_cost - lifetime.fulfilment_cost', 'lifetime.revenue') }}, 4)
             as gross_margin_ratio,
         round({{ safe_ratio('lifetime.ad_spend', 'lifetime.new_customers') }}, 2) as cpo,
-        round(per_media.predicted_ltv_12m
-            * {{ safe_ratio('lifetime.revenue - lifetime.unit_cost - lifetime.fulfilment_cost', 'lifetime.revenue') }}
-            - coalesce({{ safe_ratio('lifetime.ad_spend', 'lifetime.new_customers') }}, 0), 2) as predicted_profit_12m,
-        round(per_media.predicted_ltv_36m
-            * {{ safe_ratio('lifetime.revenue - lifetime.unit_cost - lifetime.fulfilment_cost', 'lifetime.revenue') }}
-            - coalesce({{ safe_ratio('lifetime.ad_spend', 'lifetime.new_customers') }}, 0), 2) as predicted_profit_36m
+        {{ round_double(predicted_profit_12m, 2) }} as predicted_profit_12m,
+        {{ round_double(predicted_profit_36m, 2) }} as predicted_profit_36m
 
     from per_media
     left join lifetime on lifetime.acquisition_media_code = per_media.acquisition_media_code

@@ -11,7 +11,7 @@ ranked as (
     select
         customer_id,
         total_revenue,
-        ntile(10) over (order by total_revenue desc, customer_id) as value_decile
+        cast(ntile(10) over (order by total_revenue desc, customer_id) as bigint) as value_decile
 
     from customers
 
