@@ -147,7 +147,7 @@ def _quiet_prefect_console() -> None:
 
 
 def _run_flow(settings: Settings, night: date | None, started: float, log_file: Path, as_of: date | None = None):
-    """Run the nightly flow in this process (Prefect's temporary local server when none is configured).
+    """Run the nightly flow in this process (without Prefect when no Prefect API is configured: kizuna/night.py).
 
     The run lock is taken first, so a second run stops at once, before Prefect starts. A failed run
     ends in one stop message (`_fail`); its trace is in `log_file`."""
@@ -158,14 +158,9 @@ def _run_flow(settings: Settings, night: date | None, started: float, log_file: 
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # our own summary says what happened
     with run_lock(settings.data_dir):
-        from flows.nightly import nightly
-
-        _quiet_prefect_console()
-        with _status("Starting the nightly run"):
-            state = nightly(night=night, as_of=as_of, return_state=True)
-    if state.is_failed():
+        # Issue 20: without a Prefect API the night runs directly (kizuna/night.py); else as a flow.
         try:
-            state.result()
+            return _run_night(settings, night, as_of).result()  # a failed flow's result raises its error
         except DeliveryIncomplete as exc:  # the night was done, but a channel waits: show it all, then fail
             if exc.outcome is not None:
                 _print_summary(exc.outcome, settings, time.perf_counter() - started)
@@ -175,7 +170,34 @@ def _run_flow(settings: Settings, night: date | None, started: float, log_file: 
         except Exception as exc:  # an unexpected failure: say which stage; the trace goes to the log file
             log.error("unexpected failure", exc_info=(type(exc), exc, exc.__traceback__))
             _fail(_unexpected(exc), log_file)
-    return state.result()
+
+
+# --- issue 20: a night without Prefect when there is no Prefect API (kizuna/night.py) -------------
+def _run_night(settings: Settings, night: date | None, as_of: date | None):
+    """The night's final state (its `result()` is the outcome, or raises the night's error): as a Prefect flow
+    when a Prefect API is configured (or KIZUNA_LOCAL_PREFECT), else run directly, without a temporary server
+    to wait for."""
+    from kizuna.night import run_directly, uses_prefect
+
+    if not uses_prefect(settings):
+        with _status("Starting the nightly run"):
+            return _DirectState(run_directly(night, as_of))
+    from flows.nightly import nightly
+
+    _quiet_prefect_console()
+    with _status("Starting the nightly run"):
+        return nightly(night=night, as_of=as_of, return_state=True)
+
+
+class _DirectState:
+    """The outcome of a night run without Prefect, read like a flow's final state (a failure has raised)."""
+
+    def __init__(self, outcome) -> None:
+        self.outcome = outcome
+
+    def result(self):
+        return self.outcome
+# ----------------------------------------------------------------------------------------------------
 
 
 class _status:

@@ -97,6 +97,11 @@ class BuildResult:
     def success(self) -> bool:
         return not self.failed and not self.skipped
 
+    def rebuilt(self, *models: str) -> bool:
+        """Whether this build rebuilt any of `models` (a skipped build rebuilt none; a partial one, only what
+        the changed raw tables feed)."""
+        return any(n.resource_type == "model" and n.name in models and not n.failed for n in self.nodes)
+
     def node(self, name: str) -> NodeResult:
         """The result of the node called `name` (a model, test or unit test name)."""
         for n in self.nodes:
