@@ -147,7 +147,8 @@ def _quiet_prefect_console() -> None:
 
 
 def _run_flow(settings: Settings, night: date | None, started: float, log_file: Path, as_of: date | None = None):
-    """Run the nightly flow in this process (without Prefect when no Prefect API is configured: kizuna/night.py).
+    """Run the nightly flow in this process (Prefect's temporary local server when none is configured;
+    the stages directly with KIZUNA_LOCAL_PREFECT=false: kizuna/night.py).
 
     The run lock is taken first, so a second run stops at once, before Prefect starts. A failed run
     ends in one stop message (`_fail`); its trace is in `log_file`."""
@@ -158,7 +159,7 @@ def _run_flow(settings: Settings, night: date | None, started: float, log_file: 
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # our own summary says what happened
     with run_lock(settings.data_dir):
-        # Issue 20: without a Prefect API the night runs directly (kizuna/night.py); else as a flow.
+        # Issue 20: a Prefect flow, or with KIZUNA_LOCAL_PREFECT=false and no Prefect API the stages directly.
         try:
             return _run_night(settings, night, as_of).result()  # a failed flow's result raises its error
         except DeliveryIncomplete as exc:  # the night was done, but a channel waits: show it all, then fail
@@ -172,11 +173,11 @@ def _run_flow(settings: Settings, night: date | None, started: float, log_file: 
             _fail(_unexpected(exc), log_file)
 
 
-# --- issue 20: a night without Prefect when there is no Prefect API (kizuna/night.py) -------------
+# --- issue 20: a night without Prefect with KIZUNA_LOCAL_PREFECT=false and no Prefect API (kizuna/night.py)
 def _run_night(settings: Settings, night: date | None, as_of: date | None):
     """The night's final state (its `result()` is the outcome, or raises the night's error): as a Prefect flow
-    when a Prefect API is configured (or KIZUNA_LOCAL_PREFECT), else run directly, without a temporary server
-    to wait for."""
+    (by default, on the temporary local server when no Prefect API is configured), or with
+    KIZUNA_LOCAL_PREFECT=false and no Prefect API run directly, without a temporary server to wait for."""
     from kizuna.night import run_directly, uses_prefect
 
     if not uses_prefect(settings):

@@ -222,9 +222,10 @@ class Settings(BaseSettings):
 
     # Issue 20, start-up costs (kizuna/night.py, docs/modelling.md).
     local_prefect: bool = Field(
-        False, description="Without a Prefect API (PREFECT_API_URL), run `kizuna run` and `kizuna demo` as a Prefect "
-        "flow on Prefect's temporary local server (its runs kept in PREFECT_HOME; 7-25 s more per run) instead of "
-        "running the stages directly.")
+        True, description="Without a Prefect API (PREFECT_API_URL), run `kizuna run` and `kizuna demo` as the "
+        "Prefect flow on Prefect's temporary local server (the default; its flow runs kept in PREFECT_HOME). false: "
+        "run the stages directly, without the server's 7-25 s start and without a flow run record: the fast path "
+        "for development and a small shop's cron. With a Prefect API configured the flow always runs on it.")
 
     # Issue 22, the marketers' console (kizuna/console/, docs/console.md). The console never writes the
     # warehouse or the ledger: its actions go to its own SQLite store and the nightly run folds them in.

@@ -1,16 +1,18 @@
 """One night, stage after stage: the body of the nightly flow, and the same night run without Prefect.
 
 The Prefect flow (`flows/nightly.py`) runs `run_night` with its tasks (each a stage of `kizuna.stages`
-wrapped as a Prefect task); `kizuna run` and `kizuna demo` without a Prefect API run it with the stages
-themselves (`run_directly`). Why: without a Prefect server to report to, Prefect starts a temporary one
-for the run (a second Python process importing Prefect's server, 7-25 s on the shared machine before
-the first stage, more than a whole night with nothing new takes), whose UI nobody sees and which stops
-with the run. The stages, their order, the run lock, the log file, the stop message and the report are
-the same either way; only the flow run record (and its artifacts) is Prefect's.
+wrapped as a Prefect task). By default `kizuna run` and `kizuna demo` run that flow, on Prefect's
+temporary local server when no Prefect API is configured (the project's rule: the demo runs the nightly
+job on local Prefect, its flow runs kept in PREFECT_HOME). `KIZUNA_LOCAL_PREFECT=false` is the fast path
+for development and a small shop's cron: without a Prefect API, the stages run directly in this process
+(`run_directly`), without the temporary server's start (a second Python process importing Prefect's
+server, 7-25 s on the shared machine, more than a whole night with nothing new takes). The stages, their
+order, the run lock, the log file, the stop message and the report are the same either way; only the
+flow run record (and its artifacts) is Prefect's, so that path leaves none.
 
 `uses_prefect()` says which: a Prefect API configured (PREFECT_API_URL in the environment, in the
-active Prefect profile, or a `prefect.toml` here), or KIZUNA_LOCAL_PREFECT=true (the temporary server,
-its runs kept in PREFECT_HOME). It reads those files itself: importing Prefect to ask costs 1-2 s.
+active Prefect profile, or a `prefect.toml` here) always runs the flow, reporting to that server; else
+KIZUNA_LOCAL_PREFECT decides. It reads those files itself: importing Prefect to ask costs 1-2 s.
 """
 
 from __future__ import annotations
@@ -58,13 +60,14 @@ def run_night(steps: Any, night: date | None = None, as_of: date | None = None) 
 
 
 def run_directly(night: date | None = None, as_of: date | None = None) -> stages.NightlyOutcome:
-    """The night without Prefect: the stages in this process, in the flow's order (see the module doc)."""
+    """The night without Prefect (KIZUNA_LOCAL_PREFECT=false): the stages in this process, in the flow's
+    order, no flow run record (see the module doc)."""
     return run_night(stages, night, as_of)
 
 
 def uses_prefect(settings: Any) -> bool:
     """Whether `kizuna run`/`kizuna demo` run the night as a Prefect flow (see the module doc)."""
-    return bool(getattr(settings, "local_prefect", False)) or prefect_api_configured()
+    return bool(getattr(settings, "local_prefect", True)) or prefect_api_configured()
 
 
 def prefect_api_configured(cwd: Path | None = None) -> bool:

@@ -3,8 +3,9 @@
 - The mart gate does not ask Great Expectations again about a mart frame that passed the same checks
   unchanged (`GateResult.reused`); a changed value is checked again and caught.
 - The prediction stage stands when the build rebuilt none of the marts it reads.
-- `kizuna run`/`kizuna demo` run the night without Prefect unless a Prefect API is configured where
-  Prefect reads it (the environment, the active profile, prefect.toml) or KIZUNA_LOCAL_PREFECT is set.
+- `kizuna run`/`kizuna demo` run the night as the Prefect flow by default (local Prefect); without Prefect
+  only with KIZUNA_LOCAL_PREFECT=false and no Prefect API configured where Prefect reads it (the
+  environment, the active profile, prefect.toml).
 """
 
 from __future__ import annotations
@@ -79,15 +80,24 @@ def no_prefect_api(monkeypatch, tmp_path):
     return tmp_path
 
 
-def test_without_a_prefect_api_the_night_runs_directly(no_prefect_api):
+def test_the_night_runs_on_local_prefect_by_default_and_directly_only_when_asked(no_prefect_api, monkeypatch):
     from kizuna.config import Settings
 
+    monkeypatch.delenv("KIZUNA_LOCAL_PREFECT", raising=False)
     assert not prefect_api_configured()
+    assert Settings(data_dir=no_prefect_api).local_prefect is True
+    assert uses_prefect(Settings(data_dir=no_prefect_api))  # the default: the flow, on the temporary server
+    assert not uses_prefect(Settings(data_dir=no_prefect_api, local_prefect=False))
+    monkeypatch.setenv("KIZUNA_LOCAL_PREFECT", "false")  # as a shop's cron or a developer sets it
     assert not uses_prefect(Settings(data_dir=no_prefect_api))
-    assert uses_prefect(Settings(data_dir=no_prefect_api, local_prefect=True))
+    # A configured Prefect API wins over the fast path: the runs report to that server.
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert uses_prefect(Settings(data_dir=no_prefect_api))
 
 
 def test_a_prefect_api_anywhere_prefect_reads_it_runs_the_night_as_a_flow(no_prefect_api, monkeypatch):
+    from kizuna.config import Settings
+
     home = no_prefect_api / "prefect-home"
     home.mkdir()
     (home / "profiles.toml").write_text('active = "local"\n[profiles.local]\n'
@@ -100,3 +110,4 @@ def test_a_prefect_api_anywhere_prefect_reads_it_runs_the_night_as_a_flow(no_pre
     (no_prefect_api / "prefect.toml").unlink()
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     assert prefect_api_configured()
+    assert uses_prefect(Settings(data_dir=no_prefect_api, local_prefect=False))
