@@ -111,3 +111,18 @@ def test_a_prefect_api_anywhere_prefect_reads_it_runs_the_night_as_a_flow(no_pre
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     assert prefect_api_configured()
     assert uses_prefect(Settings(data_dir=no_prefect_api, local_prefect=False))
+
+
+def test_each_warehouse_has_its_own_dbt_target_folder_beside_it(tmp_path):
+    """dbt's partial parse holds for one profile (the warehouse path): a shared target folder was parsed
+    again in full whenever another warehouse had built last."""
+    from kizuna.config import Settings
+
+    first = Settings(data_dir=tmp_path / "a")
+    other = Settings(data_dir=tmp_path / "b")
+    beside = Settings(data_dir=tmp_path / "a", warehouse=tmp_path / "a" / "other.duckdb")
+    folders = {modelling.target_dir(s) for s in (first, other, beside)}
+    assert len(folders) == 3
+    for settings in (first, other, beside):
+        assert modelling.target_dir(settings).is_relative_to(settings.warehouse.parent)
+        assert not modelling.target_dir(settings).is_relative_to(settings.dbt_project_dir)
