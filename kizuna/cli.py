@@ -269,6 +269,7 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
     _line(_("Checks"), _("{gate}: {passed}/{total} passed").format(
         gate=label("gate", gate.gate), passed=gate.passed, total=len(gate.outcomes))
         + (_(", {n} warning(s)").format(n=len(gate.warnings)) if gate.warnings else ""))
+    _print_reused(gate)  # issue 20
     _print_warnings(gate)
     _line(_("Models"), _("{summary} (measured as of {day})").format(summary=outcome.build.summary(),
                                                                     day=outcome.marts_as_of))
@@ -291,6 +292,17 @@ def _line(head: str, text: str) -> None:
     from rich.cells import cell_len
 
     console.print(Text(head + " " * max(1, 11 - cell_len(head)) + text), highlight=False)
+
+
+def _print_reused(gate, most: int = 5) -> None:
+    """Issue 20: the mart tables whose GE checks were not run again (`GateResult.reused`): the same rows
+    passed the same checks on an earlier night, so that result stands. One line; nothing when none."""
+    reused = list(getattr(gate, "reused", None) or [])
+    if not reused:
+        return
+    tables = ", ".join(reused[:most]) + (", ..." if len(reused) > most else "")
+    _line(_("Checks"), _("{gate}: {n} table(s) unchanged since they passed the same checks, not checked again "
+                         "({tables})").format(gate=label("gate", gate.gate), n=len(reused), tables=tables))
 
 
 def _print_warnings(gate, most: int = 5) -> None:

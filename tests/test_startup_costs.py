@@ -126,3 +126,21 @@ def test_each_warehouse_has_its_own_dbt_target_folder_beside_it(tmp_path):
     for settings in (first, other, beside):
         assert modelling.target_dir(settings).is_relative_to(settings.warehouse.parent)
         assert not modelling.target_dir(settings).is_relative_to(settings.dbt_project_dir)
+
+
+def test_the_summary_says_which_mart_tables_were_not_checked_again(tmp_path):
+    """One line of `kizuna run`'s summary, in the shop's language, names the reused tables; none: no line."""
+    from kizuna import cli
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    _rfm(con, [("C1", 5, 1, 3), ("C2", 1, 2, 4)])
+    quality.check_marts(con)
+    again = quality.check_marts(con)
+    assert again.reused == ["customer_rfm"]
+    with cli.console.capture() as captured:
+        cli._print_reused(again)
+    lines = captured.get().strip().splitlines()
+    assert len(lines) == 1 and "customer_rfm" in lines[0] and "1 テーブル" in lines[0], lines
+    with cli.console.capture() as captured:
+        cli._print_reused(quality.GateResult("marts", [], {}))
+    assert captured.get() == ""  # nothing reused: no line
