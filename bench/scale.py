@@ -269,6 +269,7 @@ def _phase(settings: Any, night: date, phase: str, customers: int, log: list[dic
 
 def bench(customers: int, seed: int) -> dict:
     from kizuna.config import Settings
+    from kizuna.modelling import target_dir
     from connectors.channels.loopback import LineLoopback, SendGridLoopback
 
     shop, generated_in = _shop(customers, seed)
@@ -301,7 +302,7 @@ def bench(customers: int, seed: int) -> dict:
         first_build = work / "first-build"
         first_build.mkdir()
         for name in ("run_results.json", "manifest.json"):
-            shutil.copyfile(settings.dbt_project_dir / "target" / name, first_build / name)
+            shutil.copyfile(target_dir(settings) / name, first_build / name)
         baselines = {}
         for kind in ("duckdb script", "duckdb same work", "pandas", "csv scan"):
             folders = [str(first_build)] if kind == "duckdb same work" else [str(n) for n in nights[:-1]]

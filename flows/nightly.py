@@ -12,15 +12,15 @@ the command line.
 from __future__ import annotations
 
 from datetime import date
+from types import SimpleNamespace
 
 import kizuna  # noqa: F401  (sets Prefect/dbt/GE environment defaults before prefect is imported)
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from kizuna import stages
-from kizuna.config import get_settings
-from kizuna.prefect_run import NightWatch, flow_run_name, task_run_name
-from kizuna.runlock import record_prefect_server, run_lock
+from kizuna.night import run_night
+from kizuna.prefect_run import flow_run_name, task_run_name
 
 # Nothing here is cached or retried: every stage is idempotent by design (merge on keys,
 # checksummed loads, the send ledger), and a blind retry of a send is never safe.
@@ -40,6 +40,11 @@ send_campaigns = task(stages.send_campaigns, name="campaign sends", cache_policy
                       task_run_name=task_run_name("campaign sends"))
 write_report = task(stages.write_report, name="report", cache_policy=NO_CACHE, task_run_name=task_run_name("report"))
 
+#: The stages as this flow's tasks, by their kizuna.stages names (what run_night calls).
+TASKS = SimpleNamespace(ingest=ingest, erase=erase, load_events=load_events, build_marts=build_marts,
+                        predict_customers=predict_customers, gate_marts=gate_marts,
+                        publish_warehouse=publish_warehouse, send_campaigns=send_campaigns, write_report=write_report)
+
 
 @flow(name="kizuna-nightly", flow_run_name=flow_run_name)
 def nightly(night: date | None = None, as_of: date | None = None) -> stages.NightlyOutcome:
@@ -48,26 +53,8 @@ def nightly(night: date | None = None, as_of: date | None = None) -> stages.Nigh
     `as_of` is the day the marts are measured against (default: the send day, the day after the
     night); when it is another day the run plans and sends nothing (see `NightlyOutcome.sends`).
     One run at a time (`kizuna.runlock`): a second run stops at once, naming the first."""
-    settings = get_settings()
-    with NightWatch(settings) as watch, run_lock(settings.data_dir):
-        record_prefect_server(settings.data_dir)
-        watch.night = stages.resolve_night(settings, night)
-        outcome = stages.NightlyOutcome(night=watch.night, ignored=stages.ignored_exports(settings), as_of=as_of)
-        if outcome.sends:  # a live provider with the demo's sender identity: stop before anything happens
-            stages.check_sender_identity(settings)
-        outcome.loads = ingest(settings, outcome.night)
-        outcome.erasure = erase(settings)
-        outcome.events = load_events(settings)
-        outcome.build = build_marts(settings, outcome.marts_as_of)
-        outcome.predictions = predict_customers(settings, outcome.marts_as_of, outcome.build)  # issue 19
-        outcome.mart_gate = gate_marts(settings)
-        outcome.published = publish_warehouse(settings)  # analysts see the night once its marts passed
-        if outcome.sends:
-            outcome.campaigns = send_campaigns(settings, outcome.run_date)
-        outcome.report_path = write_report(settings, outcome)
-        watch.done(outcome)
-        stages.finish(outcome)
-    return outcome
+    # The body is kizuna.night.run_night, shared with a run without Prefect (`kizuna run` with no Prefect API).
+    return run_night(TASKS, night, as_of)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,8 @@ def _quiet_prefect_console() -> None:
 
 
 def _run_flow(settings: Settings, night: date | None, started: float, log_file: Path, as_of: date | None = None):
-    """Run the nightly flow in this process (Prefect's temporary local server when none is configured).
+    """Run the nightly flow in this process (Prefect's temporary local server when none is configured;
+    the stages directly with KIZUNA_LOCAL_PREFECT=false: kizuna/night.py).
 
     The run lock is taken first, so a second run stops at once, before Prefect starts. A failed run
     ends in one stop message (`_fail`); its trace is in `log_file`."""
@@ -158,14 +159,9 @@ def _run_flow(settings: Settings, night: date | None, started: float, log_file: 
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # our own summary says what happened
     with run_lock(settings.data_dir):
-        from flows.nightly import nightly
-
-        _quiet_prefect_console()
-        with _status("Starting the nightly run"):
-            state = nightly(night=night, as_of=as_of, return_state=True)
-    if state.is_failed():
+        # Issue 20: a Prefect flow, or with KIZUNA_LOCAL_PREFECT=false and no Prefect API the stages directly.
         try:
-            state.result()
+            return _run_night(settings, night, as_of).result()  # a failed flow's result raises its error
         except DeliveryIncomplete as exc:  # the night was done, but a channel waits: show it all, then fail
             if exc.outcome is not None:
                 _print_summary(exc.outcome, settings, time.perf_counter() - started)
@@ -175,7 +171,34 @@ def _run_flow(settings: Settings, night: date | None, started: float, log_file: 
         except Exception as exc:  # an unexpected failure: say which stage; the trace goes to the log file
             log.error("unexpected failure", exc_info=(type(exc), exc, exc.__traceback__))
             _fail(_unexpected(exc), log_file)
-    return state.result()
+
+
+# --- issue 20: a night without Prefect with KIZUNA_LOCAL_PREFECT=false and no Prefect API (kizuna/night.py)
+def _run_night(settings: Settings, night: date | None, as_of: date | None):
+    """The night's final state (its `result()` is the outcome, or raises the night's error): as a Prefect flow
+    (by default, on the temporary local server when no Prefect API is configured), or with
+    KIZUNA_LOCAL_PREFECT=false and no Prefect API run directly, without a temporary server to wait for."""
+    from kizuna.night import run_directly, uses_prefect
+
+    if not uses_prefect(settings):
+        with _status("Starting the nightly run"):
+            return _DirectState(run_directly(night, as_of))
+    from flows.nightly import nightly
+
+    _quiet_prefect_console()
+    with _status("Starting the nightly run"):
+        return nightly(night=night, as_of=as_of, return_state=True)
+
+
+class _DirectState:
+    """The outcome of a night run without Prefect, read like a flow's final state (a failure has raised)."""
+
+    def __init__(self, outcome) -> None:
+        self.outcome = outcome
+
+    def result(self):
+        return self.outcome
+# ----------------------------------------------------------------------------------------------------
 
 
 class _status:
@@ -246,6 +269,7 @@ def _print_summary(outcome, settings: Settings, seconds: float) -> None:
     _line(_("Checks"), _("{gate}: {passed}/{total} passed").format(
         gate=label("gate", gate.gate), passed=gate.passed, total=len(gate.outcomes))
         + (_(", {n} warning(s)").format(n=len(gate.warnings)) if gate.warnings else ""))
+    _print_reused(gate)  # issue 20
     _print_warnings(gate)
     _line(_("Models"), _("{summary} (measured as of {day})").format(summary=outcome.build.summary(),
                                                                     day=outcome.marts_as_of))
@@ -268,6 +292,17 @@ def _line(head: str, text: str) -> None:
     from rich.cells import cell_len
 
     console.print(Text(head + " " * max(1, 11 - cell_len(head)) + text), highlight=False)
+
+
+def _print_reused(gate, most: int = 5) -> None:
+    """Issue 20: the mart tables whose GE checks were not run again (`GateResult.reused`): the same rows
+    passed the same checks on an earlier night, so that result stands. One line; nothing when none."""
+    reused = list(getattr(gate, "reused", None) or [])
+    if not reused:
+        return
+    tables = ", ".join(reused[:most]) + (", ..." if len(reused) > most else "")
+    _line(_("Checks"), _("{gate}: {n} table(s) unchanged since they passed the same checks, not checked again "
+                         "({tables})").format(gate=label("gate", gate.gate), n=len(reused), tables=tables))
 
 
 def _print_warnings(gate, most: int = 5) -> None:

@@ -220,6 +220,13 @@ class Settings(BaseSettings):
         0.20, gt=0, description="The report warns when the predicted repeat purchases of the hold-out weeks miss the "
         "actual ones by more than this share.")
 
+    # Issue 20, start-up costs (kizuna/night.py, docs/modelling.md).
+    local_prefect: bool = Field(
+        True, description="Without a Prefect API (PREFECT_API_URL), run `kizuna run` and `kizuna demo` as the "
+        "Prefect flow on Prefect's temporary local server (the default; its flow runs kept in PREFECT_HOME). false: "
+        "run the stages directly, without the server's 7-25 s start and without a flow run record: the fast path "
+        "for development and a small shop's cron. With a Prefect API configured the flow always runs on it.")
+
     # Issue 22, the marketers' console (kizuna/console/, docs/console.md). The console never writes the
     # warehouse or the ledger: its actions go to its own SQLite store and the nightly run folds them in.
     console_store: Path | None = Field(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -97,6 +98,11 @@ class BuildResult:
     @property
     def success(self) -> bool:
         return not self.failed and not self.skipped
+
+    def rebuilt(self, *models: str) -> bool:
+        """Whether this build rebuilt any of `models` (a skipped build rebuilt none; a partial one, only what
+        the changed raw tables feed)."""
+        return any(n.resource_type == "model" and n.name in models and not n.failed for n in self.nodes)
 
     def node(self, name: str) -> NodeResult:
         """The result of the node called `name` (a model, test or unit test name)."""
@@ -196,15 +202,21 @@ def build_models(settings: Settings, run_date: date, select: Sequence[str] | Non
 
 
 def generate_docs(settings: Settings) -> Path:
-    """Run `dbt docs generate --static`; return the site as one self-contained page.
+    """Run `dbt docs generate --static`; return the site as one self-contained page,
+    `dbt_project/target/static_index.html` (where the README points).
 
     `static_index.html` embeds the manifest and catalog, so it opens straight from the
-    file system; `dbt docs serve` serves the same site from `target/`.
+    file system. dbt writes it in the warehouse's own target folder (`_target_dir`, where
+    `dbt docs serve --target-path` finds the whole site); it is copied to the project's.
     """
     outcome = _invoke(settings, ["docs", "generate", "--static"])
     if not outcome.success:
         raise ModelBuildFailed(_could_not_run("dbt docs generate", settings, outcome.exception))
-    return _target_dir(settings) / "static_index.html"
+    assert settings.dbt_project_dir is not None  # set by Settings' validator
+    page = settings.dbt_project_dir / "target" / "static_index.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_target_dir(settings) / "static_index.html", page)
+    return page
 
 
 # --- the nightly build: incremental, or nothing at all (docs/modelling.md) --------------
@@ -361,9 +373,20 @@ def _inputs_state(con: Any) -> tuple[dict[str, str], datetime | None]:
 # --- invocation -----------------------------------------------------------------------
 
 
+def target_dir(settings: Settings) -> Path:
+    """Where dbt writes for this warehouse (compiled SQL, manifest.json, run_results.json): `_target_dir`."""
+    return _target_dir(settings)
+
+
 def _target_dir(settings: Settings) -> Path:
-    assert settings.dbt_project_dir is not None  # set by Settings' validator
-    return settings.dbt_project_dir / "target"
+    """dbt's target folder for this warehouse: `<warehouse dir>/dbt-target/<warehouse name>/`.
+
+    One per warehouse, beside it, so that dbt's partial parse (`partial_parse.msgpack`, valid only
+    for the profile it was parsed with: the warehouse path) survives between warehouses: a shared
+    `dbt_project/target` was re-parsed in full (12 s and more) whenever another warehouse, a test's or
+    the demo's, had built last. The compiled SQL, manifest and run results are there too."""
+    assert settings.warehouse is not None  # set by Settings' validator
+    return settings.warehouse.parent / "dbt-target" / settings.warehouse.stem
 
 
 def _invoke(settings: Settings, args: list[str], **environment: str) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -113,6 +114,8 @@ class NightWatch:
         return self
 
     def _log_to_run(self) -> None:
+        if not _under_prefect():  # a night run without Prefect (kizuna.night.run_directly): no run to log to
+            return
         from prefect.context import FlowRunContext
         from prefect.logging.handlers import APILogHandler
 
@@ -180,7 +183,8 @@ class NightWatch:
         """A night that ran to the end (its report written): its artifacts, and the summary if asked for."""
         from kizuna import notify, prefect_artifacts
 
-        prefect_artifacts.publish_night(outcome, self.settings, time.perf_counter() - self.started)
+        if _under_prefect():
+            prefect_artifacts.publish_night(outcome, self.settings, time.perf_counter() - self.started)
         if self.settings.notify_summary:
             notify.send(self.settings, notify.summary_notice(self.settings, outcome, _run_url()))
 
@@ -204,12 +208,21 @@ class NightWatch:
                     (type(exc), exc, exc.__traceback__)))
             log.error("%s", message)  # the one message, in the flow run's log
             notify.send(self.settings, notify.stop_notice(self.settings, exc, self.night, self.log_file, _run_url()))
-            prefect_artifacts.publish_stop(self.settings, exc, self.night, message, self.log_file)
+            if _under_prefect():
+                prefect_artifacts.publish_stop(self.settings, exc, self.night, message, self.log_file)
         except Exception:  # noqa: BLE001 - never hide the night's own failure behind ours
             log.exception("could not report the stopped night")
 
 
+def _under_prefect() -> bool:
+    """Whether Prefect is loaded at all: a night run without it (kizuna.night.run_directly) has no flow run,
+    and importing Prefect only to find that out costs 1-2 s."""
+    return "prefect.context" in sys.modules
+
+
 def _run_url() -> str | None:
+    if not _under_prefect():
+        return None
     try:
         from prefect.runtime import flow_run
 

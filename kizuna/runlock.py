@@ -91,7 +91,7 @@ def run_lock(data_dir: Path) -> Iterator[None]:
 def record_prefect_server(data_dir: Path) -> None:
     """Note in the lock file the temporary Prefect server this process started, if any (see module doc)."""
     path = lock_path(data_dir)
-    if path not in _held:
+    if path not in _held or "prefect.server.api.server" not in sys.modules:  # no temporary server without it
         return
     try:
         from prefect.server.api.server import SubprocessASGIServer

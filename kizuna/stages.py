@@ -193,6 +193,9 @@ def build_marts(settings: Settings, run_date: date) -> modelling.BuildResult:
 # --- Predictive CLV (issue 19; kizuna/predict/, docs/predictions.md) ------------------------------
 #: The dbt models the prediction stage builds again once it has scored (they read predict.customer_scores).
 PREDICTION_MODELS = ("customer_predictions+",)
+#: The marts the fit reads (kizuna/predict/): a build that rebuilt neither (nothing new, or only the campaign
+#: marts over tonight's sends; the same as-of date) leaves the stored predictions standing (issue 20).
+PREDICTION_INPUTS = ("dim_customers", "fct_orders")
 
 
 def predict_customers(settings: Settings, as_of: date,
@@ -202,10 +205,11 @@ def predict_customers(settings: Settings, as_of: date,
 
     Runs after the dbt build and before the mart gate. A shop too small to fit is not an error: the
     fit records `too_small`, the report says so and the historical marts stand. Skipped when the nightly build
-    was (nothing new, same as-of date): the stored predictions are those of these marts."""
+    rebuilt none of `PREDICTION_INPUTS` (nothing new, or only the campaign marts, same as-of date): the stored
+    predictions are those of these marts."""
     from kizuna.predict.score import fit_and_score
 
-    if build is not None and build.mode == "skipped":  # same marts, same as-of date: the same predictions
+    if build is not None and not build.rebuilt(*PREDICTION_INPUTS):  # issue 20: same inputs, same predictions
         log.info("predictions: nothing new since the last fit as of %s; its predictions stand", as_of)
         return None
     try:
@@ -233,7 +237,9 @@ def build_prediction_marts(settings: Settings, as_of: date) -> modelling.BuildRe
 
 
 def gate_marts(settings: Settings) -> quality.GateResult:
-    """The mart gate; an error stops the run before any send (warnings go on)."""
+    """The mart gate; an error stops the run before any send (warnings go on). A mart whose checked columns
+    passed the same GE checks before, unchanged (a night that rebuilt nothing or only some marts), passes
+    again without Great Expectations being imported (issue 20: `GateResult.reused`)."""
     config = quality.load_config(settings.quality_config)
     with connect(settings) as con:
         # The night whose marts these are: the newest loaded (its page gets this gate too).

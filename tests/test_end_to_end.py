@@ -32,6 +32,7 @@ def _demo_env(data_dir: Path) -> dict[str, str]:
         "COLUMNS": "200",
     }
     env.pop("PREFECT_API_URL", None)
+    env.pop("KIZUNA_LOCAL_PREFECT", None)  # the default path: the nightly flow on Prefect's temporary server
     return env
 
 
@@ -100,6 +101,18 @@ def test_the_demo_runs_every_stage_for_real(demo_twice):
     _every_email_carries_the_legal_footer(data_dir / "outbox")
     assert (data_dir / "reports" / "latest.html").read_text(encoding="utf-8").count("<table") >= 3
     assert any((data_dir / "archive").rglob("orders.csv"))
+    _the_night_ran_as_a_prefect_flow(data_dir.parent / "prefect-home")
+
+
+def _the_night_ran_as_a_prefect_flow(prefect_home: Path) -> None:
+    """The default path (KIZUNA_LOCAL_PREFECT unset): the nightly flow on Prefect's temporary local server,
+    its completed flow runs recorded in PREFECT_HOME's database."""
+    import sqlite3
+
+    with sqlite3.connect(prefect_home / "prefect.db") as db:
+        runs = db.execute("select r.state_type from flow_run r join flow f on f.id = r.flow_id "
+                          "where f.name = 'kizuna-nightly'").fetchall()
+    assert runs and all(state == "COMPLETED" for (state,) in runs), runs
 
 
 def _every_email_carries_the_legal_footer(outbox: Path) -> None:

@@ -21,7 +21,7 @@ import duckdb
 import pytest
 
 from kizuna.events.load import create_raw_tables
-from kizuna.modelling import build_models
+from kizuna.modelling import build_models, target_dir
 from test_dbt_models import RUN_DATE, _settings
 
 LOADED = datetime(2025, 6, 30, 3)
@@ -87,7 +87,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     assert result.success
     tests = [n for n in result.nodes if n.resource_type == "test"]
     assert tests and all(n.status == "pass" for n in tests)
-    path = next((settings.dbt_project_dir / "target" / "compiled").rglob(f"{MART}.sql"))
+    path = next((target_dir(settings) / "compiled").rglob(f"{MART}.sql"))
     return settings.warehouse, path.read_text(encoding="utf-8")
 
 

@@ -14,6 +14,7 @@ A check of severity `error` stops the run; a `warning` is reported and the run g
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 import time
@@ -125,6 +126,8 @@ class GateResult:
     rows_checked: dict[str, int]
     night: date | None = None
     seconds: float = 0.0
+    #: The tables whose GE checks were not run again: the same frame passed the same checks before (issue 20).
+    reused: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[CheckOutcome]:
@@ -898,7 +901,17 @@ def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | N
     checks = _checks(config, "raw" if schema == "raw" else "marts", params)
     frames, outcomes = _frames(con, schema, checks, config, night)
     unreadable = {o.check.name for o in outcomes}
-    outcomes += _validate_frames(gate, frames, [c for c in checks if c.name not in unreadable], examples)
+    runnable = [c for c in checks if c.name not in unreadable]
+    keys: dict[str, str | None] = {}
+    reused: list[str] = []
+    if schema == "marts":  # issue 20: a mart frame already checked as it is now passes again, without GE
+        keys = {t: _fingerprint(gate, t, f, runnable) for t, f in frames.items()}  # before GE touches the frames
+        reused = _passed_before(con, gate, keys, runnable)
+        outcomes += [CheckOutcome(c, True, 0, [], len(frames[c.table])) for c in runnable
+                     if c.table in reused and c.kind == "expectation"]
+    outcomes += _validate_frames(gate, {t: f for t, f in frames.items() if t not in reused}, runnable, examples)
+    if schema == "marts":
+        _remember_passed(con, gate, keys, outcomes)
     attached, ledger_error = False, None
     if any(c.requires == "ledger" for c in checks) and ledger is not None and Path(ledger).exists():
         names = {r[0] for r in con.execute("select database_name from duckdb_databases()").fetchall()}
@@ -932,8 +945,61 @@ def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | N
     outcomes.sort(key=lambda o: order.get(o.check.name, 0))
     personal = config.personal_columns
     result = GateResult(gate, [_masked(o, personal) for o in outcomes], {t: len(f) for t, f in frames.items()},
-                        night, time.perf_counter() - started)
+                        night, time.perf_counter() - started, reused=reused)
     return result
+
+
+# --- issue 20: the mart gate's GE checks are not run again on a frame they passed as it is ------------------
+#: One row per (gate, table): the fingerprint of the frame and checks that last passed every GE check there.
+PASSED_TABLE = "_kizuna.quality_passed"
+
+
+def _fingerprint(gate: str, table: str, frame: Any, checks: list[Check]) -> str | None:
+    """What a table's GE outcomes depend on: its checks as configured tonight (kwargs with tonight's
+    parameters) and the exact frame they read (columns, types, every row). None: cannot tell."""
+    import hashlib
+
+    import numpy as np
+    import pandas as pd
+
+    mine = sorted((c.name, c.expectation, c.columns, json.dumps(c.kwargs, sort_keys=True, default=str), c.severity)
+                  for c in checks if c.table == table and c.kind == "expectation")
+    digest = hashlib.sha256(json.dumps([gate, table, mine, [(str(k), str(v)) for k, v in frame.dtypes.items()],
+                                        len(frame)], default=str).encode())
+    try:
+        # Sorted: the frame's rows come in no set order, and GE's outcomes do not depend on it.
+        digest.update(np.sort(pd.util.hash_pandas_object(frame, index=False).to_numpy()).tobytes())
+    except (TypeError, ValueError):  # e.g. a value pandas cannot hash: check it again
+        return None
+    return digest.hexdigest()
+
+
+def _passed_before(con: duckdb.DuckDBPyConnection, gate: str, keys: dict[str, str | None],
+                   checks: list[Check]) -> list[str]:
+    """The tables whose frame and checks (`keys`: `_fingerprint`) are the same as when they last passed every
+    GE check: the same checks on the same values give the same outcomes, so GE (4-9 s to import) is not asked."""
+    schema, name = PASSED_TABLE.split(".")
+    if not con.execute("select count(*) from duckdb_tables() where database_name = current_database() "
+                       "and schema_name = ? and table_name = ?", [schema, name]).fetchone()[0]:
+        return []
+    stored = dict(con.execute(f"select table_name, key from {PASSED_TABLE} where gate = ?", [gate]).fetchall())
+    return sorted(t for t, key in keys.items() if key is not None and stored.get(t) == key
+                  and any(c.table == t and c.kind == "expectation" for c in checks))
+
+
+def _remember_passed(con: duckdb.DuckDBPyConnection, gate: str, keys: dict[str, str | None],
+                     outcomes: list[CheckOutcome]) -> None:
+    """Record each table whose GE checks all passed tonight (and forget the others)."""
+    failed = {o.check.table for o in outcomes if not o.success}
+    rows = [(gate, t, k) for t, k in sorted(keys.items()) if k is not None and t not in failed]
+    try:
+        con.execute(f"create schema if not exists {PASSED_TABLE.split('.')[0]}")
+        con.execute(f"create table if not exists {PASSED_TABLE} (gate varchar, table_name varchar, key varchar)")
+        con.execute(f"delete from {PASSED_TABLE} where gate = ?", [gate])
+        if rows:
+            con.executemany(f"insert into {PASSED_TABLE} values (?, ?, ?)", rows)
+    except duckdb.Error as exc:  # e.g. a read-only connection: the next gate runs GE again, nothing worse
+        log.debug("mart gate: cannot record the checked frames: %s", exc)
 
 
 def check_raw_night(con: duckdb.DuckDBPyConnection, night: date, config: QualityConfig | None = None,
