@@ -15,6 +15,7 @@ the fitted parameters through the library's own predictive methods.
 
 from __future__ import annotations
 
+import gc
 import logging
 import warnings
 from dataclasses import asdict, dataclass
@@ -144,16 +145,35 @@ def _set_point(model, data: pd.DataFrame, values: dict[str, float]) -> None:
     model.idata = az.from_dict(posterior={k: np.array([[v]]) for k, v in values.items()})
 
 
-def fit_beta_geo(summary: pd.DataFrame) -> tuple[BetaGeoParams, object]:
-    model = beta_geo_model(summary)
+def _free_fitted() -> None:
+    """Collect the model just fitted: it keeps its compiled graph and copies of every customer's data
+    (~300 MiB at 1M customers) in reference cycles; forecasts need only the parameters, so the fit
+    functions return a model holding the point over one row (the data is passed to each forecast)."""
+    gc.collect()
+
+
+def _beta_geo_params(model) -> BetaGeoParams:
     v = _map_values(model)
-    return BetaGeoParams(r=float(v["r"][0]), alpha=float(v["alpha"][0]), a=float(v["a"][0]), b=float(v["b"][0])), model
+    return BetaGeoParams(r=float(v["r"][0]), alpha=float(v["alpha"][0]), a=float(v["a"][0]), b=float(v["b"][0]))
+
+
+def _gamma_gamma_params(model) -> GammaGammaParams:
+    v = _map_values(model)
+    return GammaGammaParams(p=float(v["p"][0]), q=float(v["q"][0]), v=float(v["v"][0]))
+
+
+def fit_beta_geo(summary: pd.DataFrame) -> tuple[BetaGeoParams, object]:
+    """(parameters, a model holding only them) fitted on `summary`; see _free_fitted."""
+    params = _beta_geo_params(beta_geo_model(summary))  # the fitted model is no one's once this returns
+    _free_fitted()
+    return params, beta_geo_model(summary.head(1), params)
 
 
 def fit_gamma_gamma(summary: pd.DataFrame) -> tuple[GammaGammaParams, object]:
-    model = gamma_gamma_model(summary)
-    v = _map_values(model)
-    return GammaGammaParams(p=float(v["p"][0]), q=float(v["q"][0]), v=float(v["v"][0])), model
+    """(parameters, a model holding only them) fitted on the repeat buyers of `summary`; see _free_fitted."""
+    params = _gamma_gamma_params(gamma_gamma_model(summary))
+    _free_fitted()
+    return params, gamma_gamma_model(summary.loc[summary["frequency"] > 0].head(1), params)
 
 
 def fit_sbg(data: pd.DataFrame) -> dict[str, SbgParams]:
@@ -186,18 +206,42 @@ def _squeeze(x) -> np.ndarray:
     return np.asarray(x).reshape(-1)
 
 
-def _on_unique(frame: pd.DataFrame, predict) -> np.ndarray:
-    """`predict(rows)` evaluated once per distinct row of `frame` and spread back to every customer.
-    Customers share their sufficient statistics often (every one-off buyer of a day has the same
-    frequency 0, recency 0 and T), so 1M customers are a fraction of that many evaluations."""
+#: Rows per call of a library predictive method: each call builds a dozen arrays the length of its data
+#: (xarray, hyp2f1), so 1M rows at once cost hundreds of MiB on top of the scores; slices keep that small.
+CHUNK_ROWS = 100_000
+
+
+def distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """(codes, rows): the distinct rows of `frame` and, per row of `frame`, the index of its distinct row
+    (so `values[codes]` spreads per-row values back). Customers share their sufficient statistics often
+    (every one-off buyer of a day has the same frequency 0, recency 0 and T)."""
     codes = frame.groupby(list(frame.columns), sort=False).ngroup().to_numpy()
-    unique = frame.drop_duplicates().reset_index(drop=True)
-    values = predict(unique.assign(customer_id=np.arange(len(unique))))
-    return np.asarray(values)[codes]
+    rows = frame.drop_duplicates().reset_index(drop=True)  # first-appearance order, as ngroup(sort=False)
+    return codes, rows
+
+
+def _in_chunks(rows: pd.DataFrame, predict) -> np.ndarray:
+    """`predict(slice)` over `rows` in slices of CHUNK_ROWS, each with its own customer_id column."""
+    parts = [np.asarray(predict(rows.iloc[i:i + CHUNK_ROWS].assign(
+        customer_id=np.arange(i, i + min(CHUNK_ROWS, len(rows) - i))))) for i in range(0, len(rows), CHUNK_ROWS)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _on_unique(frame: pd.DataFrame, predict) -> np.ndarray:
+    """`predict(rows)` evaluated once per distinct row of `frame` and spread back to every customer,
+    so 1M customers are a fraction of that many evaluations."""
+    codes, rows = distinct_rows(frame)
+    return _in_chunks(rows, predict)[codes]
 
 
 def p_alive(model, summary: pd.DataFrame) -> np.ndarray:
-    return _on_unique(summary[["frequency", "recency", "T"]],
+    codes, rows = distinct_rows(summary[["frequency", "recency", "T"]])
+    return p_alive_rows(model, rows)[codes]
+
+
+def p_alive_rows(model, rows: pd.DataFrame) -> np.ndarray:
+    """P(alive) per row of `rows` (frequency, recency, T), no de-duplication (rows from distinct_rows)."""
+    return _in_chunks(rows[["frequency", "recency", "T"]],
                       lambda d: _squeeze(model.expected_probability_alive(data=d)))
 
 
@@ -206,6 +250,13 @@ def expected_purchases(model, summary: pd.DataFrame, weeks) -> np.ndarray:
     `weeks` one number or one per customer."""
     data = summary[["frequency", "recency", "T"]].assign(future_t=np.broadcast_to(weeks, len(summary)))
     return _on_unique(data, lambda d: _squeeze(model.expected_purchases(data=d)))
+
+
+def expected_purchases_rows(model, rows: pd.DataFrame, weeks) -> np.ndarray:
+    """expected_purchases per row of `rows` without de-duplication (rows from distinct_rows: the
+    caller spreads the values back once for all its horizons)."""
+    data = rows[["frequency", "recency", "T"]].assign(future_t=np.broadcast_to(weeks, len(rows)))
+    return _in_chunks(data, lambda d: _squeeze(model.expected_purchases(data=d)))
 
 
 def expected_purchases_new(model, weeks: np.ndarray) -> np.ndarray:

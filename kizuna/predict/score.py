@@ -102,16 +102,22 @@ def _one_off_scores(summary: pd.DataFrame, bg, gg, as_of: date, discount_rate: f
     """Per one-off buyer: P(alive), expected purchases, spend, discounted 12-month CLV, next order date,
     and the predicted LTV 12/36 months after the first order (actual so far + expected remainder)."""
     out = pd.DataFrame({"customer_id": summary["customer_id"].to_numpy(), "model": "bgnbd_gamma_gamma"})
-    out["p_alive"] = m.p_alive(bg, summary)
+    # Every BG/NBD forecast depends on (frequency, recency, T) only: the distinct rows and each customer's row
+    # among them are found once, every horizon is evaluated on those rows and spread back once (no month of
+    # the CLV is ever a full-length column: that stack was the stage's peak memory at 1M customers).
+    codes, rows = m.distinct_rows(summary[["frequency", "recency", "T"]])
+    out["p_alive"] = m.p_alive_rows(bg, rows)[codes]
     for days in (90, 180, 365):
-        out[f"expected_purchases_{days}d"] = m.expected_purchases(bg, summary, days / 7)
+        out[f"expected_purchases_{days}d"] = m.expected_purchases_rows(bg, rows, days / 7)[codes]
     spend = m.expected_spend(gg, summary)
     out["expected_spend_per_order"] = spend
     # CLV: expected purchases month by month, each month's spend discounted to today.
-    monthly = np.stack([m.expected_purchases(bg, summary, k * WEEKS_PER_MONTH) for k in range(1, 13)], axis=1)
-    per_month = np.diff(np.concatenate([np.zeros((len(summary), 1)), monthly], axis=1), axis=1)
-    factors = (1 + discount_rate) ** (-np.arange(1, 13) / 12)
-    out["predicted_clv_12m"] = (per_month * factors).sum(axis=1) * spend
+    clv, before = np.zeros(len(rows)), np.zeros(len(rows))
+    for k in range(1, 13):
+        cumulative = m.expected_purchases_rows(bg, rows, k * WEEKS_PER_MONTH)
+        clv += (cumulative - before) * (1 + discount_rate) ** (-k / 12)
+        before = cumulative
+    out["predicted_clv_12m"] = clv[codes] * spend
     # The next order: the last one plus the customer's expected time between orders, 1/E[rate | purchases to
     # the last], which stays put between orders (a reminder anchored on it is not chased ahead night by night).
     gap_weeks = (params.alpha + summary["recency"].to_numpy()) / (params.r + summary["frequency"].to_numpy())
@@ -120,10 +126,11 @@ def _one_off_scores(summary: pd.DataFrame, bg, gg, as_of: date, discount_rate: f
                                                                          unit="D")
     out["last_order_date"] = last.dt.date
     out["expected_next_order_date"] = (last + pd.to_timedelta(np.round(gap_weeks * 7), unit="D")).dt.date
+    del last
     for months in (12, 36):
-        remaining = np.clip(months * WEEKS_PER_MONTH - summary["T"].to_numpy(), 0, None)
-        future = np.where(remaining > 0, m.expected_purchases(bg, summary, np.maximum(remaining, 1e-9)), 0.0)
-        out[f"predicted_ltv_{months}m"] = horizon_revenue[f"revenue_{months}m"].to_numpy() + future * spend
+        remaining = np.clip(months * WEEKS_PER_MONTH - rows["T"].to_numpy(), 0, None)
+        future = np.where(remaining > 0, m.expected_purchases_rows(bg, rows, np.maximum(remaining, 1e-9)), 0.0)
+        out[f"predicted_ltv_{months}m"] = horizon_revenue[f"revenue_{months}m"].to_numpy() + future[codes] * spend
     return out
 
 
@@ -208,12 +215,15 @@ def holdout_check(orders: pd.DataFrame, as_of: date, weeks: int, fit: ModelFit) 
                    & orders["customer_id"].isin(calibration["customer_id"])]
     days = later.groupby(["customer_id", "ordered_date"]).size().reset_index()[["customer_id", "ordered_date"]]
     day_index = (pd.to_datetime(days["ordered_date"]) - pd.Timestamp(cutoff)).dt.days
+    # Each week's total over the distinct (frequency, recency, T) rows, weighted by their customers.
+    codes, distinct = m.distinct_rows(calibration[["frequency", "recency", "T"]])
+    weight = np.bincount(codes, minlength=len(distinct))
     rows = []
     for w in range(1, weeks + 1):
-        predicted = float(m.expected_purchases(bg, calibration, w).sum())
+        predicted = float((m.expected_purchases_rows(bg, distinct, w) * weight).sum())
         rows.append({"week": w, "predicted_cumulative": predicted, "actual_cumulative": int((day_index <= 7 * w).sum())})
     per_customer = days.groupby("customer_id").size().reindex(calibration["customer_id"], fill_value=0).to_numpy()
-    predicted_each = m.expected_purchases(bg, calibration, weeks)
+    predicted_each = m.expected_purchases_rows(bg, distinct, weeks)[codes]
     fit.holdout_weeks = weeks
     fit.by_frequency = by_frequency(calibration["frequency"].to_numpy(), predicted_each, per_customer)
     fit.holdout_predicted = rows[-1]["predicted_cumulative"]
