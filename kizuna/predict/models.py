@@ -63,29 +63,43 @@ def rfm_summary(orders: pd.DataFrame, end: date, unit_days: int = UNIT_DAYS) -> 
     `orders` has customer_id, ordered_date and revenue. Orders of one customer on one day count as
     one purchase (their revenue summed), as in the papers. frequency = repeat purchases, recency =
     first to last purchase, T = first purchase to `end` (in units of `unit_days`); monetary_value
-    is the mean revenue of the repeat purchases (0 for one-off buyers), as Gamma-Gamma expects.
+    is the mean revenue of the repeat purchases (0 for one-off buyers), as Gamma-Gamma expects;
+    first_order_date (datetime64). Sorted by customer_id.
     """
     end_ts = pd.Timestamp(end)
-    o = orders.loc[pd.to_datetime(orders["ordered_date"]) <= end_ts, ["customer_id", "ordered_date", "revenue"]]
-    o = o.assign(ordered_date=pd.to_datetime(o["ordered_date"]))
-    days = o.groupby(["customer_id", "ordered_date"], sort=False, observed=True)["revenue"].sum().reset_index()
-    g = days.groupby("customer_id", sort=True, observed=True)
-    first = g["ordered_date"].min()
-    last = g["ordered_date"].max()
-    n = g.size()
-    total = g["revenue"].sum()
-    first_revenue = days.sort_values("ordered_date").groupby("customer_id", observed=True)["revenue"].first()
-    frequency = (n - 1).astype("int64")
-    repeat_revenue = (total - first_revenue.reindex(total.index)).astype("float64")
+    # One sort of the orders by (customer, day) and numpy reductions over its runs: the pandas group-bys this
+    # replaces copied the orders three times (the hold-out's summary was the stage's peak at 1M customers).
+    day = pd.to_datetime(orders["ordered_date"]).to_numpy().astype("datetime64[D]")
+    keep = day <= end_ts.to_datetime64().astype("datetime64[D]")
+    codes, ids = pd.factorize(orders["customer_id"].to_numpy()[keep], sort=True)
+    day = day[keep]
+    revenue = np.nan_to_num(orders["revenue"].to_numpy(dtype="float64")[keep])
+    order = np.lexsort((day, codes))
+    codes, day, revenue = codes[order], day[order], revenue[order]
+    del order, keep
+    if not len(codes):
+        return pd.DataFrame({"customer_id": orders["customer_id"].iloc[:0], "frequency": np.zeros(0, dtype="int64"),
+                             **{c: np.zeros(0) for c in ("recency", "T", "monetary_value")},
+                             "first_order_date": np.zeros(0, dtype="datetime64[ns]")})
+    # purchases: one per customer and day, their revenue summed
+    starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (day[1:] != day[:-1])])
+    revenue = np.add.reduceat(revenue, starts)
+    codes, day = codes[starts], day[starts]
+    # customers: runs of purchases
+    first_at = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    last_at = np.r_[first_at[1:], len(codes)] - 1
+    first, last = day[first_at], day[last_at]
+    frequency = (last_at - first_at).astype("int64")
+    repeat_revenue = np.add.reduceat(revenue, first_at) - revenue[first_at]
     out = pd.DataFrame({
-        "customer_id": first.index,
-        "frequency": frequency.to_numpy(),
-        "recency": ((last - first).dt.days / unit_days).to_numpy(),
-        "T": ((end_ts - first).dt.days / unit_days).to_numpy(),
-        "monetary_value": np.where(frequency > 0, repeat_revenue / frequency.clip(lower=1), 0.0),
-        "first_order_date": first.dt.date.to_numpy(),
+        "customer_id": ids[codes[first_at]],
+        "frequency": frequency,
+        "recency": (last - first).astype("int64") / unit_days,
+        "T": (end_ts.to_datetime64().astype("datetime64[D]") - first).astype("int64") / unit_days,
+        "monetary_value": np.where(frequency > 0, repeat_revenue / np.maximum(frequency, 1), 0.0),
+        "first_order_date": first.astype("datetime64[ns]"),  # datetime64: 1M date objects cost ~60 MiB
     })
-    return out.reset_index(drop=True)
+    return out
 
 
 def _flat(*names: str, dims: str | None = None) -> dict:
