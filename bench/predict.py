@@ -3,11 +3,15 @@
 Synthetic orders drawn from the models themselves (so the fit has something real to find):
 customers' first orders spread over three years; one-off buyers buy at a Gamma(r=0.5, alpha=10 weeks)
 distributed rate and drop out after each purchase with a Beta(a=0.8, b=2.5) probability, spending a
-Gamma-Gamma amount; 10 % are subscribers (monthly deliveries until a Beta(1, 3) churn). The timed part
-runs in a child process that reads the orders from a Parquet file, so its peak RSS is the stage's own:
-`kizuna.predict.score.predict` as the nightly stage calls it (BG/NBD, Gamma-Gamma, the 13-week hold-out
-fit, sBG per cohort, every score). Baseline in the same run: the per-customer summary alone (a pandas
-group-by of the orders), so the fit reads as "N summaries".
+Gamma-Gamma amount; 10 % are subscribers (monthly deliveries until a Beta(1, 3) churn).
+
+What is measured is the stage as the night runs it: the generated orders are written (by this process)
+into a DuckDB warehouse's marts.fct_orders and marts.dim_customers, and a child process opens it and runs
+`kizuna.predict.score.fit_and_score` (read the marts, BG/NBD, Gamma-Gamma, the 13-week hold-out fit, sBG
+per cohort, every score, write predict.*). The child's peak RSS is the stage's own: the generator's frames
+(~500 MB at 1M customers) are not in it, as no generated data is in a real night's process. Baseline in the
+same run: the per-customer summary alone (a pandas group-by of the orders read from the same marts), so the
+fit reads as "N summaries".
 
     python -m bench.predict --customers 1000000
 
@@ -77,40 +81,64 @@ def synthetic_orders(customers: int, seed: int = 19) -> tuple[pd.DataFrame, pd.D
     return orders, table
 
 
-def _child(folder: Path) -> None:
-    """The timed part, alone in its process: read, fit, score; print seconds and peak RSS as JSON."""
+def write_marts(path: Path, orders: pd.DataFrame, table: pd.DataFrame) -> None:
+    """The two marts the stage reads (only the columns it reads), as the nightly dbt build leaves them."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("create schema marts")
+        con.register("_orders", orders)
+        con.register("_customers", table)
+        con.execute("create table marts.fct_orders as select customer_id, cast(ordered_date as date) as ordered_date, "
+                    "cast(revenue as decimal(18, 2)) as revenue, order_kind from _orders")
+        con.execute("""create table marts.dim_customers as
+                       select c.customer_id, c.subscription_status, c.acquisition_media_code,
+                              min(o.ordered_date) as first_order_date, max(o.ordered_date) as last_order_date,
+                              count(o.customer_id) as order_count, false as is_erased
+                       from _customers c left join marts.fct_orders o using (customer_id)
+                       group by all""")
+    finally:
+        con.close()
+
+
+def _child(warehouse: Path) -> None:
+    """The timed part, alone in its process: the stage's fit_and_score on the warehouse; seconds and peak RSS as JSON."""
+    import duckdb
+
     import kizuna  # noqa: F401
     from kizuna.predict import models
-    from kizuna.predict.score import predict
+    from kizuna.predict.score import fit_and_score
 
+    con = duckdb.connect(str(warehouse))
     started = time.perf_counter()
-    # As the stage does (score.fit_and_score): the frames are handed over, no reference kept.
-    table, fits, _ = predict(pd.read_parquet(folder / "orders.parquet"), pd.read_parquet(folder / "customers.parquet"),
-                             AS_OF, min_repeat_buyers=500, holdout_weeks=13)
+    result = fit_and_score(con, AS_OF, min_repeat_buyers=500, holdout_weeks=13)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    orders = pd.read_parquet(folder / "orders.parquet")
+    orders = con.execute("select customer_id, ordered_date, cast(revenue as double) as revenue from marts.fct_orders "
+                         "where order_kind = 'one_off'").df()
+    con.close()
     started = time.perf_counter()
-    models.rfm_summary(orders[orders["order_kind"] == "one_off"], AS_OF)
+    models.rfm_summary(orders, AS_OF)
     summary_s = time.perf_counter() - started
     print(json.dumps({
-        "seconds": seconds, "summary_seconds": summary_s, "scored": len(table),
+        "seconds": seconds, "summary_seconds": summary_s, "scored": result.customers,
         "peak_rss_mib": peak,
         "fits": {f.model: {"status": f.status, "seconds": round(f.seconds, 1), "holdout_error": f.holdout_error,
-                           "params": f.params if f.model != "sbg" else len(f.params)} for f in fits},
+                           "params": f.params if f.model != "sbg" else len(f.params)} for f in result.fits},
     }))
 
 
 def measure(customers: int) -> dict:
-    """Fit and score `customers` synthetic customers; {seconds, peak_rss_mib, ...} of the stage alone."""
+    """Fit and score `customers` synthetic customers as the nightly stage does; {seconds, peak_rss_mib,
+    within_budget, ...} of the stage alone (its own process, reading and writing the warehouse)."""
     with tempfile.TemporaryDirectory(prefix="kizuna-bench-predict-") as tmp:
-        folder = Path(tmp)
+        warehouse = Path(tmp) / "warehouse.duckdb"
         orders, table = synthetic_orders(customers)
-        orders.to_parquet(folder / "orders.parquet")
-        table.to_parquet(folder / "customers.parquet")
+        write_marts(warehouse, orders, table)
         n_orders = len(orders)
         del orders, table
-        run = subprocess.run([sys.executable, "-m", "bench.predict", "--child", str(folder)],
+        run = subprocess.run([sys.executable, "-m", "bench.predict", "--child", str(warehouse)],
                              capture_output=True, text=True, check=False)
         if run.returncode != 0:
             raise RuntimeError(f"the prediction bench failed:\n{run.stderr[-3000:]}")
@@ -119,6 +147,15 @@ def measure(customers: int) -> dict:
                   ratio_to_summary=result["seconds"] / max(result["summary_seconds"], 1e-9),
                   within_budget=result["seconds"] <= BUDGET_SECONDS and result["peak_rss_mib"] <= BUDGET_MIB)
     return result
+
+
+def report(r: dict) -> list[str]:
+    """The lines `python -m bench.predict` (and `python -m bench`) print for one measure() result."""
+    lines = [f"predictions, {r['customers']:,} customers ({r['orders']:,} orders): fit and score {r['seconds']:.1f} s "
+             f"({r['ratio_to_summary']:.0f}× the per-customer summary, {r['summary_seconds']:.1f} s), "
+             f"peak RSS {r['peak_rss_mib']:.0f} MiB; budget {BUDGET_SECONDS} s / {BUDGET_MIB} MiB: "
+             f"{'within' if r['within_budget'] else 'OVER'}"]
+    return lines + [f"  {model}: {fit}" for model, fit in r["fits"].items()]
 
 
 def main() -> None:
@@ -130,13 +167,7 @@ def main() -> None:
         _child(args.child)
         return
     for n in args.customers:
-        r = measure(n)
-        print(f"predictions, {n:,} customers ({r['orders']:,} orders): fit and score {r['seconds']:.1f} s "
-              f"({r['ratio_to_summary']:.0f}× the per-customer summary, {r['summary_seconds']:.1f} s), "
-              f"peak RSS {r['peak_rss_mib']:.0f} MiB; budget {BUDGET_SECONDS} s / {BUDGET_MIB} MiB: "
-              f"{'within' if r['within_budget'] else 'OVER'}")
-        for model, fit in r["fits"].items():
-            print(f"  {model}: {fit}")
+        print("\n".join(report(measure(n))), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ Baselines in the same run, on the same warehouse after the first load:
 before any data: importing Prefect, dbt, Great Expectations, parsing the dbt project,
 and starting Prefect's temporary server for a first flow.
 
+Then (issue 19; `--no-predict` leaves it out) the prediction stage at 1M customers with its budget's
+verdict (bench/predict.py: 120 s, 1.5 GiB peak).
+
 Prints the tables and writes JSON to bench/results/.
 
     python -m bench --customers 10000 100000 1000000
@@ -478,6 +481,20 @@ def _print(results: list[dict], fixed: dict[str, float] | None, demo: dict[str, 
             print(f"  {k:<58} {v:7.2f} s  {verdict}")
 
 
+# -- predictions (issue 19): bench.predict's budget, its own block -------------------------
+
+
+def predictions(customers: int) -> dict:
+    """The prediction stage on `customers` generated customers (bench.predict: its own process, reading and
+    writing a DuckDB warehouse), printed with the budget's verdict (issue 19: 1M in <= 120 s, <= 1.5 GiB)."""
+    from bench import predict
+
+    print("\nPredictions (`python -m bench.predict`: fit and score, as the nightly stage)", flush=True)
+    result = predict.measure(customers)
+    print("\n".join(f"  {line}" for line in predict.report(result)), flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -486,6 +503,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7, help="generator seed (shops are reused per size and seed)")
     parser.add_argument("--no-fixed-costs", action="store_true", help="skip the import/start-up measurements")
     parser.add_argument("--no-demo", action="store_true", help="skip `kizuna demo` run twice (the second: nothing new)")
+    parser.add_argument("--no-predict", action="store_true", help="skip the predictions' budget (bench.predict)")
+    parser.add_argument("--predict-customers", type=int, default=1_000_000,
+                        help="customers for the predictions' budget (default: 1000000, the issue's figure)")
     args = parser.parse_args(argv)
 
     os.environ.update(_ENV)
@@ -497,9 +517,10 @@ def main(argv: list[str] | None = None) -> None:
     fixed = None if args.no_fixed_costs else fixed_costs()
     demo = None if args.no_demo else second_demo()
     _print(results, fixed, demo)
+    predicted = None if args.no_predict else predictions(args.predict_customers)
     out = BENCH_DIR / "results" / f"scale-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"results": results, "fixed_costs": fixed, "demo": demo}, indent=2, default=str))
+    out.write_text(json.dumps({"results": results, "fixed_costs": fixed, "demo": demo, "predictions": predicted}, indent=2, default=str))
     print(f"\nwritten: {out}")
 
 

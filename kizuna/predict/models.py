@@ -15,6 +15,7 @@ the fitted parameters through the library's own predictive methods.
 
 from __future__ import annotations
 
+import gc
 import logging
 import warnings
 from dataclasses import asdict, dataclass
@@ -62,29 +63,43 @@ def rfm_summary(orders: pd.DataFrame, end: date, unit_days: int = UNIT_DAYS) -> 
     `orders` has customer_id, ordered_date and revenue. Orders of one customer on one day count as
     one purchase (their revenue summed), as in the papers. frequency = repeat purchases, recency =
     first to last purchase, T = first purchase to `end` (in units of `unit_days`); monetary_value
-    is the mean revenue of the repeat purchases (0 for one-off buyers), as Gamma-Gamma expects.
+    is the mean revenue of the repeat purchases (0 for one-off buyers), as Gamma-Gamma expects;
+    first_order_date (datetime64). Sorted by customer_id.
     """
     end_ts = pd.Timestamp(end)
-    o = orders.loc[pd.to_datetime(orders["ordered_date"]) <= end_ts, ["customer_id", "ordered_date", "revenue"]]
-    o = o.assign(ordered_date=pd.to_datetime(o["ordered_date"]))
-    days = o.groupby(["customer_id", "ordered_date"], sort=False, observed=True)["revenue"].sum().reset_index()
-    g = days.groupby("customer_id", sort=True, observed=True)
-    first = g["ordered_date"].min()
-    last = g["ordered_date"].max()
-    n = g.size()
-    total = g["revenue"].sum()
-    first_revenue = days.sort_values("ordered_date").groupby("customer_id", observed=True)["revenue"].first()
-    frequency = (n - 1).astype("int64")
-    repeat_revenue = (total - first_revenue.reindex(total.index)).astype("float64")
+    # One sort of the orders by (customer, day) and numpy reductions over its runs: the pandas group-bys this
+    # replaces copied the orders three times (the hold-out's summary was the stage's peak at 1M customers).
+    day = pd.to_datetime(orders["ordered_date"]).to_numpy().astype("datetime64[D]")
+    keep = day <= end_ts.to_datetime64().astype("datetime64[D]")
+    codes, ids = pd.factorize(orders["customer_id"].to_numpy()[keep], sort=True)
+    day = day[keep]
+    revenue = np.nan_to_num(orders["revenue"].to_numpy(dtype="float64")[keep])
+    order = np.lexsort((day, codes))
+    codes, day, revenue = codes[order], day[order], revenue[order]
+    del order, keep
+    if not len(codes):
+        return pd.DataFrame({"customer_id": orders["customer_id"].iloc[:0], "frequency": np.zeros(0, dtype="int64"),
+                             **{c: np.zeros(0) for c in ("recency", "T", "monetary_value")},
+                             "first_order_date": np.zeros(0, dtype="datetime64[ns]")})
+    # purchases: one per customer and day, their revenue summed
+    starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (day[1:] != day[:-1])])
+    revenue = np.add.reduceat(revenue, starts)
+    codes, day = codes[starts], day[starts]
+    # customers: runs of purchases
+    first_at = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    last_at = np.r_[first_at[1:], len(codes)] - 1
+    first, last = day[first_at], day[last_at]
+    frequency = (last_at - first_at).astype("int64")
+    repeat_revenue = np.add.reduceat(revenue, first_at) - revenue[first_at]
     out = pd.DataFrame({
-        "customer_id": first.index,
-        "frequency": frequency.to_numpy(),
-        "recency": ((last - first).dt.days / unit_days).to_numpy(),
-        "T": ((end_ts - first).dt.days / unit_days).to_numpy(),
-        "monetary_value": np.where(frequency > 0, repeat_revenue / frequency.clip(lower=1), 0.0),
-        "first_order_date": first.dt.date.to_numpy(),
+        "customer_id": ids[codes[first_at]],
+        "frequency": frequency,
+        "recency": (last - first).astype("int64") / unit_days,
+        "T": (end_ts.to_datetime64().astype("datetime64[D]") - first).astype("int64") / unit_days,
+        "monetary_value": np.where(frequency > 0, repeat_revenue / np.maximum(frequency, 1), 0.0),
+        "first_order_date": first.astype("datetime64[ns]"),  # datetime64: 1M date objects cost ~60 MiB
     })
-    return out.reset_index(drop=True)
+    return out
 
 
 def _flat(*names: str, dims: str | None = None) -> dict:
@@ -144,16 +159,35 @@ def _set_point(model, data: pd.DataFrame, values: dict[str, float]) -> None:
     model.idata = az.from_dict(posterior={k: np.array([[v]]) for k, v in values.items()})
 
 
-def fit_beta_geo(summary: pd.DataFrame) -> tuple[BetaGeoParams, object]:
-    model = beta_geo_model(summary)
+def _free_fitted() -> None:
+    """Collect the model just fitted: it keeps its compiled graph and copies of every customer's data
+    (~300 MiB at 1M customers) in reference cycles; forecasts need only the parameters, so the fit
+    functions return a model holding the point over one row (the data is passed to each forecast)."""
+    gc.collect()
+
+
+def _beta_geo_params(model) -> BetaGeoParams:
     v = _map_values(model)
-    return BetaGeoParams(r=float(v["r"][0]), alpha=float(v["alpha"][0]), a=float(v["a"][0]), b=float(v["b"][0])), model
+    return BetaGeoParams(r=float(v["r"][0]), alpha=float(v["alpha"][0]), a=float(v["a"][0]), b=float(v["b"][0]))
+
+
+def _gamma_gamma_params(model) -> GammaGammaParams:
+    v = _map_values(model)
+    return GammaGammaParams(p=float(v["p"][0]), q=float(v["q"][0]), v=float(v["v"][0]))
+
+
+def fit_beta_geo(summary: pd.DataFrame) -> tuple[BetaGeoParams, object]:
+    """(parameters, a model holding only them) fitted on `summary`; see _free_fitted."""
+    params = _beta_geo_params(beta_geo_model(summary))  # the fitted model is no one's once this returns
+    _free_fitted()
+    return params, beta_geo_model(summary.head(1), params)
 
 
 def fit_gamma_gamma(summary: pd.DataFrame) -> tuple[GammaGammaParams, object]:
-    model = gamma_gamma_model(summary)
-    v = _map_values(model)
-    return GammaGammaParams(p=float(v["p"][0]), q=float(v["q"][0]), v=float(v["v"][0])), model
+    """(parameters, a model holding only them) fitted on the repeat buyers of `summary`; see _free_fitted."""
+    params = _gamma_gamma_params(gamma_gamma_model(summary))
+    _free_fitted()
+    return params, gamma_gamma_model(summary.loc[summary["frequency"] > 0].head(1), params)
 
 
 def fit_sbg(data: pd.DataFrame) -> dict[str, SbgParams]:
@@ -186,18 +220,42 @@ def _squeeze(x) -> np.ndarray:
     return np.asarray(x).reshape(-1)
 
 
-def _on_unique(frame: pd.DataFrame, predict) -> np.ndarray:
-    """`predict(rows)` evaluated once per distinct row of `frame` and spread back to every customer.
-    Customers share their sufficient statistics often (every one-off buyer of a day has the same
-    frequency 0, recency 0 and T), so 1M customers are a fraction of that many evaluations."""
+#: Rows per call of a library predictive method: each call builds a dozen arrays the length of its data
+#: (xarray, hyp2f1), so 1M rows at once cost hundreds of MiB on top of the scores; slices keep that small.
+CHUNK_ROWS = 100_000
+
+
+def distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """(codes, rows): the distinct rows of `frame` and, per row of `frame`, the index of its distinct row
+    (so `values[codes]` spreads per-row values back). Customers share their sufficient statistics often
+    (every one-off buyer of a day has the same frequency 0, recency 0 and T)."""
     codes = frame.groupby(list(frame.columns), sort=False).ngroup().to_numpy()
-    unique = frame.drop_duplicates().reset_index(drop=True)
-    values = predict(unique.assign(customer_id=np.arange(len(unique))))
-    return np.asarray(values)[codes]
+    rows = frame.drop_duplicates().reset_index(drop=True)  # first-appearance order, as ngroup(sort=False)
+    return codes, rows
+
+
+def _in_chunks(rows: pd.DataFrame, predict) -> np.ndarray:
+    """`predict(slice)` over `rows` in slices of CHUNK_ROWS, each with its own customer_id column."""
+    parts = [np.asarray(predict(rows.iloc[i:i + CHUNK_ROWS].assign(
+        customer_id=np.arange(i, i + min(CHUNK_ROWS, len(rows) - i))))) for i in range(0, len(rows), CHUNK_ROWS)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _on_unique(frame: pd.DataFrame, predict) -> np.ndarray:
+    """`predict(rows)` evaluated once per distinct row of `frame` and spread back to every customer,
+    so 1M customers are a fraction of that many evaluations."""
+    codes, rows = distinct_rows(frame)
+    return _in_chunks(rows, predict)[codes]
 
 
 def p_alive(model, summary: pd.DataFrame) -> np.ndarray:
-    return _on_unique(summary[["frequency", "recency", "T"]],
+    codes, rows = distinct_rows(summary[["frequency", "recency", "T"]])
+    return p_alive_rows(model, rows)[codes]
+
+
+def p_alive_rows(model, rows: pd.DataFrame) -> np.ndarray:
+    """P(alive) per row of `rows` (frequency, recency, T), no de-duplication (rows from distinct_rows)."""
+    return _in_chunks(rows[["frequency", "recency", "T"]],
                       lambda d: _squeeze(model.expected_probability_alive(data=d)))
 
 
@@ -206,6 +264,13 @@ def expected_purchases(model, summary: pd.DataFrame, weeks) -> np.ndarray:
     `weeks` one number or one per customer."""
     data = summary[["frequency", "recency", "T"]].assign(future_t=np.broadcast_to(weeks, len(summary)))
     return _on_unique(data, lambda d: _squeeze(model.expected_purchases(data=d)))
+
+
+def expected_purchases_rows(model, rows: pd.DataFrame, weeks) -> np.ndarray:
+    """expected_purchases per row of `rows` without de-duplication (rows from distinct_rows: the
+    caller spreads the values back once for all its horizons)."""
+    data = rows[["frequency", "recency", "T"]].assign(future_t=np.broadcast_to(weeks, len(rows)))
+    return _in_chunks(data, lambda d: _squeeze(model.expected_purchases(data=d)))
 
 
 def expected_purchases_new(model, weeks: np.ndarray) -> np.ndarray:

@@ -83,15 +83,28 @@ class PredictionResult:
 
 
 def read_history(con) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(orders, customers) from the marts: counted orders of customers not erased."""
-    orders = con.execute(
-        "select o.customer_id, o.ordered_date, cast(o.revenue as double) as revenue, o.order_kind "
-        "from marts.fct_orders o join marts.dim_customers c using (customer_id) "
-        "where not coalesce(c.is_erased, false)").df()
+    """(orders, customers) from the marts: counted orders of customers not erased.
+
+    Lean for 1M customers: orders come keyed by `customer_key`, the customer's row in `customers` (numbered
+    in SQL), and their kind as a categorical, so no per-order string is ever made in Python (3M order rows
+    of string ids and kinds cost hundreds of MiB, and the process keeps that memory once freed)."""
+    buyers = "from marts.dim_customers where not coalesce(is_erased, false) and order_count > 0"
     customers = con.execute(
         "select customer_id, subscription_status, acquisition_media_code, first_order_date, last_order_date "
-        "from marts.dim_customers where not coalesce(is_erased, false) and order_count > 0").df()
+        f"{buyers} order by customer_id").df()
+    kinds = [k for (k,) in con.execute("select distinct order_kind from marts.fct_orders "
+                                       "where order_kind is not null order by 1").fetchall()]
+    kind = (f"cast(o.order_kind as enum({', '.join(_sql_text(k) for k in kinds)}))" if kinds
+            else "cast(o.order_kind as varchar)")
+    orders = con.execute(
+        f"with c as (select customer_id, row_number() over (order by customer_id) - 1 as customer_key {buyers}) "
+        f"select c.customer_key, o.ordered_date, cast(o.revenue as double) as revenue, {kind} as order_kind "
+        "from marts.fct_orders o join c using (customer_id)").df()
     return orders, customers
+
+
+def _sql_text(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 # ------------------------------------------------------------------------------------------ one-off buyers
@@ -102,28 +115,36 @@ def _one_off_scores(summary: pd.DataFrame, bg, gg, as_of: date, discount_rate: f
     """Per one-off buyer: P(alive), expected purchases, spend, discounted 12-month CLV, next order date,
     and the predicted LTV 12/36 months after the first order (actual so far + expected remainder)."""
     out = pd.DataFrame({"customer_id": summary["customer_id"].to_numpy(), "model": "bgnbd_gamma_gamma"})
-    out["p_alive"] = m.p_alive(bg, summary)
+    # Every BG/NBD forecast depends on (frequency, recency, T) only: the distinct rows and each customer's row
+    # among them are found once, every horizon is evaluated on those rows and spread back once (no month of
+    # the CLV is ever a full-length column: that stack was the stage's peak memory at 1M customers).
+    codes, rows = m.distinct_rows(summary[["frequency", "recency", "T"]])
+    out["p_alive"] = m.p_alive_rows(bg, rows)[codes]
     for days in (90, 180, 365):
-        out[f"expected_purchases_{days}d"] = m.expected_purchases(bg, summary, days / 7)
+        out[f"expected_purchases_{days}d"] = m.expected_purchases_rows(bg, rows, days / 7)[codes]
     spend = m.expected_spend(gg, summary)
     out["expected_spend_per_order"] = spend
     # CLV: expected purchases month by month, each month's spend discounted to today.
-    monthly = np.stack([m.expected_purchases(bg, summary, k * WEEKS_PER_MONTH) for k in range(1, 13)], axis=1)
-    per_month = np.diff(np.concatenate([np.zeros((len(summary), 1)), monthly], axis=1), axis=1)
-    factors = (1 + discount_rate) ** (-np.arange(1, 13) / 12)
-    out["predicted_clv_12m"] = (per_month * factors).sum(axis=1) * spend
+    clv, before = np.zeros(len(rows)), np.zeros(len(rows))
+    for k in range(1, 13):
+        cumulative = m.expected_purchases_rows(bg, rows, k * WEEKS_PER_MONTH)
+        clv += (cumulative - before) * (1 + discount_rate) ** (-k / 12)
+        before = cumulative
+    out["predicted_clv_12m"] = clv[codes] * spend
     # The next order: the last one plus the customer's expected time between orders, 1/E[rate | purchases to
     # the last], which stays put between orders (a reminder anchored on it is not chased ahead night by night).
     gap_weeks = (params.alpha + summary["recency"].to_numpy()) / (params.r + summary["frequency"].to_numpy())
     # recency is in weeks (days / 7): rounded back to whole days, or 3/7 * 7 could fall a day short.
     last = pd.to_datetime(summary["first_order_date"]) + pd.to_timedelta(np.round(summary["recency"].to_numpy() * 7),
                                                                          unit="D")
-    out["last_order_date"] = last.dt.date
-    out["expected_next_order_date"] = (last + pd.to_timedelta(np.round(gap_weeks * 7), unit="D")).dt.date
+    # Dates stay datetime64 (write_tables casts them): 1M Python date objects per column cost ~60 MiB each.
+    out["last_order_date"] = last.to_numpy()
+    out["expected_next_order_date"] = (last + pd.to_timedelta(np.round(gap_weeks * 7), unit="D")).to_numpy()
+    del last
     for months in (12, 36):
-        remaining = np.clip(months * WEEKS_PER_MONTH - summary["T"].to_numpy(), 0, None)
-        future = np.where(remaining > 0, m.expected_purchases(bg, summary, np.maximum(remaining, 1e-9)), 0.0)
-        out[f"predicted_ltv_{months}m"] = horizon_revenue[f"revenue_{months}m"].to_numpy() + future * spend
+        remaining = np.clip(months * WEEKS_PER_MONTH - rows["T"].to_numpy(), 0, None)
+        future = np.where(remaining > 0, m.expected_purchases_rows(bg, rows, np.maximum(remaining, 1e-9)), 0.0)
+        out[f"predicted_ltv_{months}m"] = horizon_revenue[f"revenue_{months}m"].to_numpy() + future[codes] * spend
     return out
 
 
@@ -173,8 +194,8 @@ def _sbg_scores(d: pd.DataFrame, params: dict[str, m.SbgParams], as_of: date, di
         r["expected_spend_per_order"] = spend
         r["predicted_clv_12m"] = np.where(alive, (monthly * factors).sum(axis=1) * per_month * spend, 0.0)
         gap = pd.to_timedelta(np.round(DAYS_PER_MONTH / np.maximum(per_month, 1e-6)), unit="D")
-        r["last_order_date"] = part["last_delivery"].dt.date.to_numpy()
-        r["expected_next_order_date"] = np.where(alive, (part["last_delivery"] + gap).dt.date, None)
+        r["last_order_date"] = part["last_delivery"].to_numpy()  # datetime64, as the one-off scores'
+        r["expected_next_order_date"] = (part["last_delivery"] + gap).where(alive).to_numpy()
         # renewals expected within k more months, k = 1..36, for each subscriber (cumulative sums)
         ahead = np.stack([m.sbg_expected_renewals(p, survived, k) for k in range(1, 37)], axis=1)
         for horizon in (12, 36):
@@ -208,12 +229,15 @@ def holdout_check(orders: pd.DataFrame, as_of: date, weeks: int, fit: ModelFit) 
                    & orders["customer_id"].isin(calibration["customer_id"])]
     days = later.groupby(["customer_id", "ordered_date"]).size().reset_index()[["customer_id", "ordered_date"]]
     day_index = (pd.to_datetime(days["ordered_date"]) - pd.Timestamp(cutoff)).dt.days
+    # Each week's total over the distinct (frequency, recency, T) rows, weighted by their customers.
+    codes, distinct = m.distinct_rows(calibration[["frequency", "recency", "T"]])
+    weight = np.bincount(codes, minlength=len(distinct))
     rows = []
     for w in range(1, weeks + 1):
-        predicted = float(m.expected_purchases(bg, calibration, w).sum())
+        predicted = float((m.expected_purchases_rows(bg, distinct, w) * weight).sum())
         rows.append({"week": w, "predicted_cumulative": predicted, "actual_cumulative": int((day_index <= 7 * w).sum())})
     per_customer = days.groupby("customer_id").size().reindex(calibration["customer_id"], fill_value=0).to_numpy()
-    predicted_each = m.expected_purchases(bg, calibration, weeks)
+    predicted_each = m.expected_purchases_rows(bg, distinct, weeks)[codes]
     fit.holdout_weeks = weeks
     fit.by_frequency = by_frequency(calibration["frequency"].to_numpy(), predicted_each, per_customer)
     fit.holdout_predicted = rows[-1]["predicted_cumulative"]
@@ -255,14 +279,22 @@ def horizon_revenue(orders: pd.DataFrame, first: pd.DataFrame) -> pd.DataFrame:
 def predict(orders: pd.DataFrame, customers: pd.DataFrame, as_of: date, *, discount_rate: float = 0.10,
             min_repeat_buyers: int = 500, holdout_weeks: int = 13
             ) -> tuple[pd.DataFrame, list[ModelFit], pd.DataFrame]:
-    """(scores, fits, hold-out weekly) for every customer in `customers` with an order up to `as_of`."""
+    """(scores, fits, hold-out weekly) for every customer in `customers` with an order up to `as_of`.
+    `orders` has customer_id, or customer_key: the customer's row in `customers` (as read_history gives)."""
     # Integer keys for the group-bys (1M string ids cost seconds and hundreds of MiB); mapped back at the end.
-    ids = pd.Index(customers["customer_id"].unique())
-    orders = orders.assign(customer_id=ids.get_indexer(orders["customer_id"]))
+    # Orders keyed by `customer_key` (read_history: the customer's row in `customers`) are keyed already.
+    if "customer_key" in orders.columns:
+        ids = pd.Index(customers["customer_id"])
+        keys = np.arange(len(customers))
+        orders = orders.rename(columns={"customer_key": "customer_id"})
+    else:
+        ids = pd.Index(customers["customer_id"].unique())
+        keys = ids.get_indexer(customers["customer_id"])
+        orders = orders.assign(customer_id=ids.get_indexer(orders["customer_id"]))
     orders = orders.loc[orders["customer_id"] >= 0, ["customer_id", "ordered_date", "revenue", "order_kind"]]
     orders["ordered_date"] = pd.to_datetime(orders["ordered_date"])
     orders["order_kind"] = orders["order_kind"].astype("category")
-    customers = customers.assign(customer_id=ids.get_indexer(customers["customer_id"]))
+    customers = customers.assign(customer_id=keys)
     scores: list[pd.DataFrame] = []
     fits: list[ModelFit] = []
     holdout = _empty_weekly()
@@ -270,6 +302,8 @@ def predict(orders: pd.DataFrame, customers: pd.DataFrame, as_of: date, *, disco
 
     one_off_ids = customers.loc[customers["subscription_status"] == "none", "customer_id"]
     one_off_orders = orders[orders["customer_id"].isin(one_off_ids)]
+    # Only the subscription deliveries are read after this (subscription_rows): the rest goes before the fits.
+    orders = orders[orders["order_kind"] == "subscription"]
     started = time.perf_counter()
     fit = ModelFit(model="bgnbd_gamma_gamma", status="no_data")
     if not one_off_orders.empty:
@@ -321,8 +355,9 @@ def predict(orders: pd.DataFrame, customers: pd.DataFrame, as_of: date, *, disco
     # Customers without a fitted model keep a row (model null): the mart lists every buyer.
     missing = customers.loc[~customers["customer_id"].isin(table["customer_id"]), ["customer_id"]]
     table = pd.concat([table, missing.assign(model=None)], ignore_index=True) if len(missing) else table
-    table["expected_next_order_date"] = pd.to_datetime(table["expected_next_order_date"]).dt.date
-    table["last_order_date"] = pd.to_datetime(table["last_order_date"]).dt.date
+    # datetime64 (not date objects: see _one_off_scores); write_tables stores them as dates.
+    table["expected_next_order_date"] = pd.to_datetime(table["expected_next_order_date"])
+    table["last_order_date"] = pd.to_datetime(table["last_order_date"])
     table["customer_id"] = ids[table["customer_id"].astype("int64").to_numpy()]
     return table, fits, holdout
 
