@@ -36,3 +36,24 @@ def _no_unsubscribe_secret_from_the_machine(monkeypatch):
     """Each test's data folder generates its own unsubscribe key."""
     monkeypatch.delenv("KIZUNA_UNSUBSCRIBE_SECRET", raising=False)
     monkeypatch.delenv("KIZUNA_UNSUBSCRIBE_SECRET_BLOCK", raising=False)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """A shop of its own in the test's folder (a test file may define its own `settings` instead)."""
+    from kizuna.config import Settings
+
+    return Settings(home=tmp_path, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def english_messages(monkeypatch):
+    """The English source wording (`KIZUNA_LOCALE=en`), for tests that read what a message says rather than its
+    language; the Japanese wording is tested in tests/test_locale.py. Use: `pytestmark =
+    pytest.mark.usefixtures("english_messages")`."""
+    from kizuna.config import get_settings
+
+    monkeypatch.setenv("KIZUNA_LOCALE", "en")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

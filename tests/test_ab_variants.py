@@ -47,11 +47,6 @@ def write_scenario(folder: Path, data: dict) -> Scenario:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, data_dir=tmp_path / "data")
-
-
-@pytest.fixture
 def warehouse(settings: Settings):
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(settings.warehouse))

@@ -15,13 +15,7 @@ from campaign_fakes import MemoryChannel as Memory, add_customer, add_order, mak
 from campaigns.engine import best_send_hours, run_campaigns
 from campaigns.schema import Scenario, load_scenarios
 from connectors.channels.base import Message
-from kizuna.config import Settings
 from kizuna.errors import ScenarioError
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, data_dir=tmp_path / "data")
 
 
 @pytest.fixture

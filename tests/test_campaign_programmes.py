@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -13,7 +12,6 @@ from campaigns import ledger
 from campaigns.engine import in_holdout, preview_campaigns, run_campaigns
 from campaigns.schema import Scenario, load_scenario, load_scenarios
 from connectors.channels.base import Message
-from kizuna.config import Settings
 from kizuna.errors import ScenarioError
 
 D0 = date(2026, 9, 1)  # the day of the first (trial) order
@@ -24,11 +22,6 @@ SUPPLEMENT_A = {  # docs/domain.md, supplement A: day after order -> channels
 }
 SUPPLEMENT_B_TRIAL = [4, 5, 8, 11, 15, 18, 22, 26, 32]
 SUPPLEMENT_B_SUBSCRIPTION = [2, 4, 11, 18, 21]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, data_dir=tmp_path / "data")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 from datetime import date, timedelta
 from email import policy
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -45,11 +44,6 @@ def customer(customer_id: str, first_order: date, **overrides) -> dict:
     }
     row.update(overrides)
     return row
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, data_dir=tmp_path / "data")
 
 
 @pytest.fixture

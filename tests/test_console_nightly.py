@@ -42,11 +42,6 @@ def scenario_files(folder: Path) -> list[Scenario]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, data_dir=tmp_path / "data")
-
-
-@pytest.fixture
 def shop(settings: Settings, tmp_path: Path):
     con = make_warehouse(settings.warehouse)
     for i in range(4):

@@ -8,19 +8,12 @@ marts.customer_predictions table as the prediction stage leaves it, and the real
 from __future__ import annotations
 
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
 from campaign_fakes import MemoryChannel as Memory, add_customer, add_order, make_warehouse
 from campaigns.engine import run_campaigns
 from campaigns.schema import Scenario, load_scenarios
-from kizuna.config import Settings
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, data_dir=tmp_path / "data")
 
 
 @pytest.fixture

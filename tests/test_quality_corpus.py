@@ -33,16 +33,9 @@ YESTERDAY, TONIGHT = date(2026, 11, 21), END
 # -- the clean shop, loaded through yesterday -------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def english_messages(monkeypatch: pytest.MonkeyPatch):
-    """These tests read what each check says (names, counts, examples) in the English source wording; the
-    Japanese wording of every check is tested in tests/test_locale.py."""
-    from kizuna.config import get_settings
-
-    monkeypatch.setenv("KIZUNA_LOCALE", "en")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+# These tests read what each check says (names, counts, examples) in the English source wording; the Japanese
+# wording of every check is tested in tests/test_locale.py.
+pytestmark = pytest.mark.usefixtures("english_messages")
 
 
 @pytest.fixture(scope="module")

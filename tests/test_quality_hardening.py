@@ -27,16 +27,9 @@ AT = datetime(2026, 11, 22, 10, 0)
 INT64_MAX = 2**63 - 1
 
 
-@pytest.fixture(autouse=True)
-def english_messages(monkeypatch: pytest.MonkeyPatch):
-    """These tests read what each check says (names, counts, examples) in the English source wording; the
-    Japanese wording of every check is tested in tests/test_locale.py."""
-    from kizuna.config import get_settings
-
-    monkeypatch.setenv("KIZUNA_LOCALE", "en")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+# These tests read what each check says (names, counts, examples) in the English source wording; the Japanese
+# wording of every check is tested in tests/test_locale.py.
+pytestmark = pytest.mark.usefixtures("english_messages")
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from kizuna.events.store import open_wal_store
+
 SCHEMA = [
     """
     create table if not exists holds (
@@ -89,14 +91,7 @@ SCHEMA = [
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating) the store in WAL mode; waits up to 10 s for another writer instead of failing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
-    con.execute("pragma journal_mode=wal")
-    con.execute("pragma synchronous=normal")
-    con.execute("pragma busy_timeout=10000")
-    for ddl in SCHEMA:
-        con.execute(ddl)
-    return con
+    return open_wal_store(path, SCHEMA, any_thread=True)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import json
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from kizuna.events import payloads
 
@@ -79,12 +79,20 @@ LINE_KEPT_TYPES = ("follow", "unfollow")
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating) the store in WAL mode; waits up to 10 s for a writer instead of failing."""
+    return open_wal_store(path, SCHEMA)
+
+
+def open_wal_store(path: Path, schema: Sequence[str], *, any_thread: bool = False) -> sqlite3.Connection:
+    """A service's own SQLite store (this one, the console's): created with `schema` when missing, in WAL
+    mode so the nightly run reads while the service writes; autocommit (explicit transactions), and a
+    writer waits up to 10 s for another instead of failing. `any_thread`: one connection shared by a
+    web server's threads (its own lock serialises them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(path), timeout=10, isolation_level=None)  # autocommit; explicit transactions
+    con = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=not any_thread)
     con.execute("pragma journal_mode=wal")
     con.execute("pragma synchronous=normal")
     con.execute("pragma busy_timeout=10000")
-    for ddl in SCHEMA:
+    for ddl in schema:
         con.execute(ddl)
     return con
 
