@@ -21,7 +21,7 @@ from campaigns.schema import SCENARIO_DIR, TEMPLATE_DIR, Step, load_scenarios
 from campaigns.template_vars import CUSTOMER_FIELDS, jdate, sample_customer, yen
 from kizuna.config import Settings
 from kizuna.docs_templates import render_templates_doc
-from test_campaigns import RUN_DATE, add_customers, customer, outbox, settings, warehouse  # noqa: F401
+from test_campaigns import RUN_DATE, add_customers, customer, outbox, warehouse  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 KIZUNA = Path(sys.executable).parent / "kizuna"
