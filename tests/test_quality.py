@@ -148,3 +148,29 @@ def test_mart_gate_catches_a_duplicated_customer(con):
     assert "C1" in result.failed("dim_customers.one_row_per_customer").examples
     # the marts this test did not create are reported, not skipped
     assert result.failed("customer_rfm.recency_score_1_to_5").error == "table marts.customer_rfm does not exist"
+
+
+def test_the_gate_holds_one_tables_frame_at_a_time(con, monkeypatch):
+    """Each table's frame is let go before the next is read: a first load of three years at 1M customers held
+    every frame at once and peaked at 3.7 GiB (`python -m bench`). Observed through weak references to the
+    frames the gate reads."""
+    import gc
+    import weakref
+
+    add_order(con, "O1")
+    add_order(con, "O2", customer_id="C2")
+    read, alive_at_each_read = [], []
+    fetch = quality.gate._fetch_frame
+
+    def observed(*args, **kwargs):
+        gc.collect()
+        alive_at_each_read.append(sum(ref() is not None for ref in read))
+        frame = fetch(*args, **kwargs)
+        read.append(weakref.ref(frame))
+        return frame
+
+    monkeypatch.setattr(quality.gate, "_fetch_frame", observed)
+    result = quality.check_raw_night(con, NIGHT)
+    assert failed(result) == set()
+    assert len(read) >= 3 and {"customers", "orders"} <= set(result.rows_checked)  # several tables read
+    assert alive_at_each_read == [0] * len(read)

@@ -30,7 +30,9 @@ night, idempotently:
 Most places are checked incrementally: the ledger's `erasure_checks` remembers, per table
 or file, what was last checked (a watermark or the file's size and time) against which
 state of the register; anything new or changed, and everything once the register grows,
-is checked again. Crash safety: the register and the suppressions are written first, the
+is checked again, except archived files unchanged since they were read: their index
+(`ledger.erasure_file_values`, hash prefixes of the identities each holds) says whether the
+new entries are in them, and only those are read again. Crash safety: the register and the suppressions are written first, the
 warehouse purge is one transaction, every file is replaced atomically, and a rewrite or
 VACUUM that did not finish is flagged in `ledger.erasure_meta` and done by the next run.
 
@@ -48,6 +50,7 @@ import os
 import re
 import sqlite3
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -109,6 +112,14 @@ LEDGER_DDL = (
         fingerprint varchar,             -- watermark, or size and modification time of the file
         state varchar not null,          -- the register (or purge list) it was checked against
         checked_at timestamp not null
+    )
+    """,
+    """
+    create table if not exists ledger.erasure_file_values (
+        place varchar not null,          -- an archived or landed file, as in erasure_checks
+        fingerprint varchar not null,    -- its size and modification time when it was read
+        value_prefix ubigint             -- the first 64 bits of the erasure hash of each customer id, e-mail, phone
+                                         -- and LINE user id it holds (one null row: it holds none)
     )
     """,
     """
@@ -674,6 +685,8 @@ class _Run:
         if not paths:
             return
 
+        kept: array = array("Q")  # the file's identities that stay: its index (`file_values`)
+
         def decider(header: list[str]):
             kinds = [column_kind(name) for name in header]
             personal = [j for j, k in enumerate(kinds) if k not in (None, "customer_id")]
@@ -683,22 +696,37 @@ class _Run:
             id_col = kinds.index("customer_id") if "customer_id" in kinds else None
 
             def decide(row: files.Row) -> set[int]:
-                if id_col is not None and row.has(id_col) and self.erased_hash("customer_id", row[id_col]):
+                digest = erasure_hash("customer_id", row[id_col], self.salt) \
+                    if id_col is not None and row.has(id_col) else None
+                if digest is not None and digest in self.register["customer_id"]:
                     blank = {j for j in personal if row.has(j)}
                     if blank:  # (a row blanked before has nothing left)
                         self.remember({header[j]: row[j] for j in blank})
-                        self.repurged.add(erasure_hash("customer_id", row[id_col], self.salt) or "")
+                        self.repurged.add(digest)
                     return blank
-                blank = {j for j in identities if row.has(j) and self.erased_hash(kinds[j], row[j])}
+                if digest is not None:
+                    kept.append(_prefix(digest))
+                blank = set()
+                for j in identities:
+                    if row.has(j) and (value := erasure_hash(kinds[j], row[j], self.salt)) is not None:
+                        if value in self.register[kinds[j]]:
+                            blank.add(j)
+                        else:
+                            kept.append(_prefix(value))
                 self.remember({header[j]: row[j] for j in blank})
                 return blank
             return decide
 
+        self.register_prefixes()
         for path in paths:
             if not self.file_due(path, self.state):
                 continue
+            if self.index_clears(path):  # none of its identities is in the register: nothing to blank
+                self.file_done(path, self.state)
+                continue
             landed = path.is_relative_to(landing)
             before = loader.file_checksum(path) if landed else ""
+            del kept[:]
             scrub = files.scrub_csv(path, decider)
             if scrub.rewritten:
                 self.result.blanked["archive rows"] += scrub.rows_blanked
@@ -706,7 +734,50 @@ class _Run:
                 if landed:  # the loader must take the scrubbed file for the version it loaded, not a new one
                     loader.log_scrubbed(self.con, path, before)
             self.file_done(path, self.state)
+            if scrub.encoding:  # read (a file without personal columns is not: nothing to index)
+                self.save_index(path, kept)
         self.repurged.discard("")
+
+    # -- the archive's index: a night that registers an erasure does not read every archived file again --------
+
+    def register_prefixes(self) -> None:
+        """The register's hashes (64-bit prefixes) as a temporary table, for `index_clears`."""
+        self.con.execute("create or replace temp table _kz_register (value_prefix ubigint)")
+        prefixes = sorted({_prefix(h) for hashes in self.register.values() for h in hashes})
+        if prefixes:
+            self.con.execute("insert into _kz_register select unnest(?::ubigint[])", [prefixes])
+
+    def index_clears(self, path: Path) -> bool:
+        """Whether the file, unchanged since it was read in full, holds no identity in the register: the index
+        (`ledger.erasure_file_values`) has every customer id, e-mail, phone and LINE user id it kept, as the
+        first 64 bits of their erasure hashes. A file scrubbed, replaced or never read is read in full. A prefix
+        shared by chance only means the file is read in full, never that a match is missed."""
+        st = path.stat()
+        fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+        place = self.place(path)
+        versions = self.con.execute("select count(distinct fingerprint), min(fingerprint) "
+                                    "from ledger.erasure_file_values where place = ?", [place]).fetchone()
+        if versions != (1, fingerprint):
+            return False
+        return not self.con.execute("select exists (select 1 from ledger.erasure_file_values v join _kz_register r "
+                                    "using (value_prefix) where v.place = ?)", [place]).fetchone()[0]
+
+    def save_index(self, path: Path, kept: array) -> None:
+        """Replace the file's index with the identities it holds now (after any scrub)."""
+        import numpy as np
+        import pyarrow as pa
+
+        st = path.stat()
+        place = self.place(path)
+        self.con.execute("delete from ledger.erasure_file_values where place = ?", [place])
+        values = pa.table({"value_prefix": pa.array(np.frombuffer(kept, dtype=np.uint64)) if kept
+                           else pa.array([None], pa.uint64())})
+        self.con.register("_kz_values", values)
+        try:
+            self.con.execute("insert into ledger.erasure_file_values select ?, ?, value_prefix from _kz_values",
+                             [place, f"{st.st_size}:{st.st_mtime_ns}"])
+        finally:
+            self.con.unregister("_kz_values")
 
     def redact_reports(self) -> None:
         values = self.known_values - self.redacted_values
@@ -829,6 +900,11 @@ def vacuum_store(events: sqlite3.Connection) -> bool:
     events.execute("vacuum")
     busy, _, _ = events.execute("pragma wal_checkpoint(truncate)").fetchone()
     return busy == 0
+
+
+def _prefix(digest: str) -> int:
+    """The first 64 bits of an erasure hash (hex), as the archive's index keeps them."""
+    return int(digest[:16], 16)
 
 
 def rewrite_warehouse(settings: Settings) -> None:
