@@ -174,3 +174,29 @@ def test_the_gate_holds_one_tables_frame_at_a_time(con, monkeypatch):
     assert failed(result) == set()
     assert len(read) >= 3 and {"customers", "orders"} <= set(result.rows_checked)  # several tables read
     assert alive_at_each_read == [0] * len(read)
+
+
+def test_a_large_night_checked_a_group_of_columns_at_a_time_says_the_same(con, monkeypatch):
+    """Beyond `SPLIT_ROWS` rows in a table tonight the gate reads a group of columns at a time (a first load of
+    years: memory); the findings are the same as with the whole table's frame."""
+    add_order(con, "O1")
+    add_order(con, "O2", customer_id="C2", status="shipped")
+    add_order(con, "O3", total=1)
+    add_order(con, "O4", customer_id="C404", subtotal=-100, total=-100, shipping=0)
+    add_order(con, "O4", ordered_at=datetime(2026, 12, 30))  # the same key twice
+    add_customer(con, "C3", "not-an-address")
+
+    def findings(result):
+        return sorted((o.check.name, o.success, o.unexpected_count, repr(o.examples), o.rows_checked, o.error)
+                      for o in result.outcomes)
+
+    whole = quality.check_raw_night(con, NIGHT)
+    read = []
+    fetch = quality.gate._fetch_frame
+    monkeypatch.setattr(quality.gate, "_fetch_frame", lambda *a: read.append(a[1]) or fetch(*a))
+    monkeypatch.setattr(quality.gate, "SPLIT_ROWS", 1)
+    split = quality.check_raw_night(con, NIGHT)
+    assert {"orders.status_allowed", "orders.total_adds_up", "orders.key_unique"} <= {n for n, ok, *_ in
+                                                                                       findings(whole) if not ok}
+    assert findings(split) == findings(whole)
+    assert sum('raw."orders"' in sql for sql in read) > 1  # the orders came a group of columns at a time

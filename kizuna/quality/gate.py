@@ -868,13 +868,20 @@ def _fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, night: date | None) -
     return frame
 
 
-def _table_frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Check], config: QualityConfig,
-                  night: date | None) -> Iterator[tuple[str, Any, list[CheckOutcome]]]:
-    """(table, frame or None, checks that cannot run), one table at a time: the frame holds the columns the GE
-    checks name (plus derived ones), tonight's rows only for raw.
+#: A raw night with more rows than this in one table (a first load of years of history) is checked a group of
+#: columns at a time: the gate then holds one group's frame, not the table's (`_column_groups`). Smaller nights
+#: keep one frame per table: each frame costs GE a batch, ~0.1 s.
+SPLIT_ROWS = 250_000
 
-    One frame at a time, so the gate's memory is that of its largest table, not of all of them: a first load
-    of three years at 1M customers held every frame at once and went from 1.9 to 3.7 GiB (`python -m bench`).
+
+def _table_frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Check], config: QualityConfig,
+                  night: date | None) -> Iterator[tuple[str, Any, list[Check], list[CheckOutcome]]]:
+    """(table, frame or None, the checks to run on it, checks that cannot run), one frame at a time: the frame
+    holds the columns the GE checks name (plus derived ones), tonight's rows only for raw.
+
+    One frame at a time, so the gate's memory is that of its largest frame, not of all of them: a first load
+    of three years at 1M customers held every frame at once and peaked at 3.3 GiB (`python -m bench`). For the
+    same reason a raw table with more than `SPLIT_ROWS` rows tonight comes a group of columns at a time.
     A table or column that does not exist, or a frame that cannot be read, is reported on the checks that
     need it (the others run); it never stops the gate.
     """
@@ -889,7 +896,7 @@ def _table_frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Chec
         columns.setdefault(table, {})[column] = data_type
     for table, mine in by_table.items():
         if table not in columns:
-            yield table, None, _could_not_run(mine, f"table {schema}.{table} does not exist")
+            yield table, None, [], _could_not_run(mine, f"table {schema}.{table} does not exist")
             continue
         failed: list[CheckOutcome] = []
         derived = config.derived.get(table, {})
@@ -900,19 +907,42 @@ def _table_frames(con: duckdb.DuckDBPyConnection, schema: str, checks: list[Chec
                 failed += _could_not_run([c], f"column(s) {', '.join(absent)} not in {schema}.{table}")
         mine = [c for c in mine if all(col in types or col in derived for col in c.columns)]
         if not mine:
-            yield table, None, failed
+            yield table, None, [], failed
             continue
-        cols = list(dict.fromkeys(col for c in mine for col in c.columns))
-        frame = None
-        try:
+        groups = [mine]
+        if schema == "raw" and night is not None and con.execute(
+                f"select count(*) from {schema}.{_q(table)} where _night = ?", [night]).fetchone()[0] > SPLIT_ROWS:
+            groups = _column_groups(mine)
+        for group in groups:
+            cols = list(dict.fromkeys(col for c in group for col in c.columns))
+            frame = None
             try:
-                frame = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night), night)
-            except duckdb.Error:  # a shop's derived expression may need its columns' own types (e.g. to_days)
-                frame = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night, False), night)
-        except Exception as exc:  # e.g. a derived expression that does not parse
-            failed += _could_not_run(mine, f"cannot read {schema}.{table}: {_error_message(exc)}")
-        yield table, frame, failed
-        frame = None  # let it go before the next table's is read
+                try:
+                    frame = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night), night)
+                except duckdb.Error:  # a shop's derived expression may need its columns' own types (e.g. to_days)
+                    frame = _fetch_frame(con, _frame_sql(schema, table, cols, derived, types, night, False), night)
+            except Exception as exc:  # e.g. a derived expression that does not parse
+                failed += _could_not_run(group, f"cannot read {schema}.{table}: {_error_message(exc)}")
+            yield table, frame, group if frame is not None else [], failed
+            frame, failed = None, []  # let it go before the next frame is read
+
+
+def _column_groups(checks: list[Check]) -> list[list[Check]]:
+    """The checks split so that each group's columns are read together and no column is read twice: checks
+    sharing a column (a pair, a compound key) are in one group."""
+    groups: list[tuple[set[str], list[Check]]] = []
+    for check in (c for c in checks if c.columns):
+        touching = [g for g in groups if g[0] & set(check.columns)]
+        merged = (set(check.columns), [check])
+        for g in touching:
+            merged[0].update(g[0])
+            merged[1][:0] = g[1]
+            groups.remove(g)
+        groups.append(merged)
+    if not groups:
+        return [checks]
+    groups[0][1].extend(c for c in checks if not c.columns)  # a table-level check rides with the first group
+    return [sorted(g[1], key=checks.index) for g in groups]
 
 
 def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | None, config: QualityConfig,
@@ -929,13 +959,11 @@ def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | N
     rows: dict[str, int] = {}
     keys: dict[str, str | None] = {}
     reused: list[str] = []
-    for table, frame, unreadable in _table_frames(con, schema, checks, config, night):
+    for table, frame, runnable, unreadable in _table_frames(con, schema, checks, config, night):
         outcomes += unreadable
         if frame is None:
             continue
         rows[table] = len(frame)
-        skipped = {o.check.name for o in unreadable}
-        runnable = [c for c in checks if c.table == table and c.name not in skipped]
         if schema == "marts":  # issue 20: a mart frame already checked as it is now passes again, without GE
             keys[table] = _fingerprint(gate, table, frame, runnable)  # before GE touches the frame
             if _passed_before(con, gate, {table: keys[table]}, runnable):
@@ -944,7 +972,7 @@ def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | N
                 del frame
                 continue
         outcomes += _validate_frames(gate, {table: frame}, runnable, examples)
-        del frame  # one table's frame at a time (`_table_frames`)
+        del frame  # one frame at a time (`_table_frames`)
     if schema == "marts":
         _remember_passed(con, gate, keys, outcomes)
     attached, ledger_error = False, None
