@@ -140,9 +140,9 @@ def ingest(settings: Settings, night: date) -> list[NightLoadResult]:
         # what the source carries (a mapping checks the cart's headers itself).
         headers = files_dir if settings.source == "csv" else None
         # The gate's frames and Great Expectations live in Python's memory, beside DuckDB's cache of the night
-        # just loaded: DuckDB keeps an eighth of its cap while the gate runs (at 1M customers a first
+        # just loaded: DuckDB keeps a quarter of its cap while the gate runs (at 1M customers a first
         # load peaked at 3.3 GiB with both full, `python -m bench`).
-        con.execute("set memory_limit = ?", [_fraction_of(settings.duckdb_memory_limit, 8)])
+        con.execute("set memory_limit = ?", [_fraction_of(settings.duckdb_memory_limit, 4)])
         try:
             result = quality.check_raw_night(con, checked, config=config, files_dir=headers)
         finally:
