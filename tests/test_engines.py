@@ -263,6 +263,62 @@ def test_a_raw_column_type_without_a_postgres_type_stops_the_copy_by_name():
     assert "raw.orders.gap" in str(stopped.value) and "INTERVAL" in str(stopped.value)
 
 
+@pytest.mark.xfail(strict=True, reason="issue 21, remains: Spark keeps decimals where DuckDB has DOUBLE (a decimal "
+                   "divided: safe_ratio, avg of a decimal) and DECIMAL(28,2)/(38,0) where DuckDB sums to (38,2)/HUGEINT; "
+                   "the values are equal (the row-by-row tests): docs/engines.md")
+def test_the_marts_built_on_spark_are_copied_back_with_duckdbs_types(shop):
+    built_here, copied_back = _file_marts(shop["duckdb"].warehouse), _file_marts(shop["spark"].warehouse)
+    differing = [f"{t}.{a[0]}: {a[1]} built on duckdb, {b[1]} copied back" for t in built_here
+                 for a, b in zip(built_here[t], copied_back[t]) if a != b]
+    assert not differing, "\n".join(differing)
+
+
+def test_the_marts_built_on_spark_are_copied_back_into_the_warehouse_file(shop):
+    """After the build on Spark the warehouse file holds Spark's marts (the same columns and rows as a DuckDB
+    build) and the staging view the report reads."""
+    built_here, copied_back = _file_marts(shop["duckdb"].warehouse), _file_marts(shop["spark"].warehouse)
+    assert sorted(copied_back) == sorted(built_here)
+    differing = [f"{t}: {[c for c, _ in built_here[t]]} built on duckdb, {[c for c, _ in copied_back[t]]} copied back"
+                 for t in built_here if [c for c, _ in built_here[t]] != [c for c, _ in copied_back[t]]]
+    assert not differing, "\n".join(differing)
+    with duckdb.connect(str(shop["duckdb"].warehouse), read_only=True) as left_con, \
+            duckdb.connect(str(shop["spark"].warehouse), read_only=True) as right_con:
+        def rows(con):
+            return lambda table, names: con.execute(
+                f"select {', '.join(chr(34) + n + chr(34) for n in names)} from marts.{table}").fetchall()
+        bad = _differing_rows({t: [(c, "") for c, _ in cs] for t, cs in built_here.items()},
+                              rows(left_con), rows(right_con), "spark (copied back)")
+        assert right_con.execute("select count(*) from staging.stg_shop__media").fetchone()[0] > 0
+        assert right_con.execute("select count(*) from marts.dim_customers").fetchone()[0] == CUSTOMERS
+    assert not bad, "\n".join(bad)
+
+
+def test_a_second_spark_copy_replaces_the_parquet_sources_and_keeps_the_views(shop):
+    """Each night's copy writes new Parquet files, re-points the tables and removes the previous night's;
+    the staging views on the raw tables still read."""
+    sources = shop["spark"].spark_dir / "sources"
+    before = sorted(p for p in sources.glob("*/*"))
+    copied = engines.copy_sources(shop["spark"])
+    assert copied is not None and copied.tables >= 10 and copied.rows > CUSTOMERS
+    after = sorted(p for p in sources.glob("*/*"))
+    assert len(before) == len(after) == 1 and before != after
+    spark = engines.spark_session(shop["spark"])
+    assert spark.sql("select count(*) from raw.customers").collect()[0][0] == CUSTOMERS
+    assert spark.sql("select count(*) from staging.stg_shop__customers").collect()[0][0] == CUSTOMERS
+    # nothing of Spark's in the working directory: its tables, metastore and Derby log are in its folder
+    assert (shop["spark"].spark_dir / "metastore_db").is_dir() and (shop["spark"].spark_dir / "warehouse" / "marts.db").is_dir()
+    assert not Path("metastore_db").exists() and not Path("spark-warehouse").exists()
+
+
+def test_a_raw_column_type_without_a_spark_type_stops_the_copy_by_name():
+    assert engines.spark_readable("HUGEINT", "raw.orders.total") == "DECIMAL(38,0)"
+    assert engines.duckdb_type_of_spark("decimal(28,2)", "marts.x.y") == "DECIMAL(28,2)"
+    for call, type_ in ((engines.spark_readable, "INTERVAL"), (engines.duckdb_type_of_spark, "map<string,int>")):
+        with pytest.raises(KizunaError) as stopped:
+            call(type_, "raw.orders.gap")
+        assert "raw.orders.gap" in str(stopped.value) and type_ in str(stopped.value)
+
+
 def test_a_whole_night_on_postgres_sends_once_from_the_marts_built_there(tmp_path, postgres):  # noqa: F811
     """`KIZUNA_ENGINE=postgres kizuna demo`, twice: the night completes end to end with the marts built on
     PostgreSQL (copied back into a warehouse file DuckDB never built), the sends are recorded once in the
@@ -308,6 +364,53 @@ def test_a_whole_night_on_postgres_sends_once_from_the_marts_built_there(tmp_pat
         # dbt never built in the file: no dbt-made staging views there, only the copied-back tables
         assert not con.execute("select count(*) from duckdb_views() where schema_name = 'staging'").fetchone()[0]
     assert on_postgres[0] == 1500
+    outbox = sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file())
+
+    night()
+    assert sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file()) == outbox
+    with duckdb.connect(str(ledger), read_only=True) as con:
+        assert con.execute("select count(*) from sends where status = 'sent'").fetchone()[0] == sent
+        keys = con.execute("select count(*), count(distinct (scenario_id, step_id, customer_id, anchor_date)) "
+                           "from sends").fetchone()
+    assert keys[0] == keys[1]
+
+
+def test_a_whole_night_on_spark_sends_once_from_the_marts_built_there(tmp_path):
+    """`KIZUNA_ENGINE=spark kizuna demo`, twice (a local Spark session in the night's process): the night
+    completes with the marts built on Spark (copied back into a warehouse file DuckDB never built), the sends
+    are recorded once in the ledger, and the second night sends nothing new."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "KIZUNA_DATA_DIR": str(data_dir), "KIZUNA_DEMO_CUSTOMERS": "1500",
+           "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "200", "KIZUNA_ENGINE": "spark"}
+    env.pop("PREFECT_API_URL", None)
+    kizuna = Path(sys.executable).parent / "kizuna"
+
+    def night() -> str:
+        done = subprocess.run([str(kizuna), "demo"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    assert "from spark into the warehouse file" in night()
+    ledger = data_dir / "ledger.duckdb"
+    with duckdb.connect(str(ledger), read_only=True) as con:
+        sent = con.execute("select count(*) from sends where status = 'sent'").fetchone()[0]
+    assert sent > 0
+    assert len((data_dir / "outbox" / "index.jsonl").read_text().splitlines()) == sent
+    # Spark's own tables, read from its Parquet files (this test's process runs no Spark session).
+    tables = data_dir / "spark" / "warehouse" / "marts.db"
+    with duckdb.connect() as con:
+        on_spark = con.execute("select count(*), sum(total_revenue) from read_parquet(?)",
+                               [str(tables / "dim_customers" / "*.parquet")]).fetchone()
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*), sum(total_revenue) from marts.dim_customers").fetchone() == on_spark
+        assert con.execute("select count(*) from marts.customer_predictions").fetchone()[0] > 0
+        assert not con.execute("select count(*) from duckdb_views() where schema_name = 'staging'").fetchone()[0]
+    assert on_spark[0] == 1500
     outbox = sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file())
 
     night()
