@@ -319,6 +319,21 @@ def test_a_raw_column_type_without_a_spark_type_stops_the_copy_by_name():
         assert "raw.orders.gap" in str(stopped.value) and type_ in str(stopped.value)
 
 
+@pytest.mark.parametrize("engine", ["duckdb", "postgres", "spark"])
+def test_a_rounded_ratio_on_a_tie_is_the_same_on_every_engine(shop, engine):
+    """167,551 / 40 = 4,188.775 exactly: a double holds 4,188.77499999..., which DuckDB's round() on the
+    double took down to .77 where PostgreSQL and Spark, dividing decimals exactly, gave .78 (found on the
+    10,000-customer shop: ltv_by_media_cohort.break_even_cpo). round_ratio rounds the same everywhere."""
+    from kizuna.modelling import _invoke
+
+    sql = ("select {{ round_ratio('167551', '40', 2) }} as tie, {{ round_ratio('-167551', '40', 2) }} as negative, "
+           "{{ round_ratio('1', '3', 4) }} as third, {{ round_ratio('1', '0', 2) }} as nothing")
+    outcome = _invoke(shop[engine], ["show", "--inline", sql])
+    assert outcome.success, outcome.exception
+    row = tuple(outcome.result.results[0].agate_table.rows[0])
+    assert [None if v is None else float(v) for v in row] == [4188.78, -4188.78, 0.3333, None]
+
+
 def test_a_whole_night_on_postgres_sends_once_from_the_marts_built_there(tmp_path, postgres):  # noqa: F811
     """`KIZUNA_ENGINE=postgres kizuna demo`, twice: the night completes end to end with the marts built on
     PostgreSQL (copied back into a warehouse file DuckDB never built), the sends are recorded once in the
