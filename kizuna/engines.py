@@ -1,4 +1,4 @@
-"""Engines (issue 21, docs/engines.md): the same dbt project on PostgreSQL as on the embedded DuckDB.
+"""Engines (issue 21, docs/engines.md): the same dbt project on PostgreSQL and Spark as on the embedded DuckDB.
 
 The loader, the raw-data gate, the ledger and the webhook store stay on DuckDB: they are the night's
 intake and its own records, and must not depend on a server being up. Only dbt moves. With
@@ -7,12 +7,15 @@ intake and its own records, and must not depend on a server being up. Only dbt m
 the way a deployment loads a warehouse: the same loader, then a bulk `COPY` (DuckDB writes CSV, the
 server reads it through `COPY ... FROM STDIN`; DuckDB's postgres extension is not used, it cannot be
 installed without network). dbt then builds the marts in the database (profiles.yml, target `postgres`).
+With `KIZUNA_ENGINE=spark` the raw tables are written as Parquet and registered in a Spark session's metastore
+(dbt-spark's `session` method: Spark runs in this process; see the Spark section below).
 
 After a successful build, `copy_back` copies what dbt built there (marts, intermediate, reference, and the
 staging views the report reads) back into the warehouse file in one transaction, in DuckDB's column types:
 the predictions, the gates, campaign selection, the report and the published warehouse read the file.
 
     engines.copy_sources(settings)      # -> CopyResult (tables, rows, seconds); a no-op on duckdb
+    engines.spark_session(settings)     # -> the process's pyspark SparkSession (spark engine)
     engines.copy_back(settings)         # -> CopyResult after a build on the engine; a no-op on duckdb
     engines.dbt_target(settings)        # -> "duckdb" | "postgres" | "spark" (dbt's --target)
     engines.dbt_environment(settings)   # -> the variables profiles.yml reads for that target
