@@ -35,7 +35,7 @@ docs: $(STAMP) ## Generate the dbt docs (dbt_project/target/static_index.html)
 	$(BIN)/kizuna docs dbt
 
 lock: $(UV) ## Re-resolve requirements.lock from pyproject.toml
-	$(UV) pip compile pyproject.toml --extra test --generate-hashes --no-emit-index-url \
+	$(UV) pip compile pyproject.toml --extra test --extra spark --generate-hashes --no-emit-index-url \
 		--python-version 3.11 -o requirements.lock
 
 clean: ## Remove the environment and generated data

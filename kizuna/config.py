@@ -247,9 +247,10 @@ class Settings(BaseSettings):
     # Issue 21, engines (kizuna/engines.py, docs/engines.md): the dbt project on another SQL engine. The loader,
     # the ledger and the rest of the night stay on DuckDB; the raw tables are copied to the engine and dbt
     # builds the marts there (dbt_project/profiles.yml: one target per engine).
-    engine: Literal["duckdb", "postgres"] = Field(
-        "duckdb", description="Where dbt builds the marts: `duckdb` (the embedded warehouse file, the default) or "
-        "`postgres` (the PostgreSQL database KIZUNA_POSTGRES_*; the night's raw tables are copied there first).")
+    engine: Literal["duckdb", "postgres", "spark"] = Field(
+        "duckdb", description="Where dbt builds the marts: `duckdb` (the embedded warehouse file, the default), "
+        "`postgres` (the PostgreSQL database KIZUNA_POSTGRES_*; the night's raw tables are copied there first) or "
+        "`spark` (a Spark session, KIZUNA_SPARK_*; the raw tables are written there as Parquet first).")
     postgres_host: str = Field("localhost", description="`postgres` engine: the server's host name, or the folder "
                                "of its Unix socket.")
     postgres_port: int = Field(5432, ge=1, le=65535, description="`postgres` engine: the server's port.")
@@ -257,6 +258,14 @@ class Settings(BaseSettings):
                                "creates the schemas raw, staging, intermediate, marts, reference in the database.")
     postgres_password: SecretStr = Field(SecretStr(""), description="`postgres` engine: that role's password.")
     postgres_database: str = Field("kizuna", description="`postgres` engine: the database that holds kizuna's schemas.")
+    # Issue 21, engines: Spark (dbt-spark's `session` method: Spark runs inside the night's process).
+    spark_master: str = Field("local[2]", description="`spark` engine: the Spark master the session runs on "
+                              "(`local[2]`: two cores of this machine; a cluster's `spark://host:7077`).")
+    spark_dir: Path | None = Field(None, description="`spark` engine: the session's folder: its tables (Parquet), "
+                                   "the raw tables' Parquet copies and its Derby metastore (default: <data_dir>/spark).")
+    spark_shuffle_partitions: int = Field(4, ge=1, description="`spark` engine: partitions after a join or group by "
+                                          "(Spark's default, 200, costs seconds per model on a small shop).")
+    spark_driver_memory: str = Field("2g", description="`spark` engine: the Spark driver's memory (a JVM size).")
 
     @property
     def approval_channels(self) -> tuple[str, ...]:
@@ -287,6 +296,7 @@ class Settings(BaseSettings):
         self.archive_dir = (self.archive_dir or data / "archive").resolve()
         self.warehouse = (self.warehouse or data / "warehouse.duckdb").resolve()
         self.published_warehouse = (self.published_warehouse or data / "warehouse.published.duckdb").resolve()
+        self.spark_dir = (self.spark_dir or data / "spark").resolve()  # engines (issue 21): the spark engine's folder
         self.ledger = (self.ledger or data / "ledger.duckdb").resolve()
         self.outbox_dir = (self.outbox_dir or data / "outbox").resolve()
         self.reports_dir = (self.reports_dir or data / "reports").resolve()

@@ -1,4 +1,4 @@
-"""Engines (issue 21, docs/engines.md): the same dbt project on PostgreSQL as on the embedded DuckDB.
+"""Engines (issue 21, docs/engines.md): the same dbt project on PostgreSQL and Spark as on the embedded DuckDB.
 
 The loader, the raw-data gate, the ledger and the webhook store stay on DuckDB: they are the night's
 intake and its own records, and must not depend on a server being up. Only dbt moves. With
@@ -7,15 +7,19 @@ intake and its own records, and must not depend on a server being up. Only dbt m
 the way a deployment loads a warehouse: the same loader, then a bulk `COPY` (DuckDB writes CSV, the
 server reads it through `COPY ... FROM STDIN`; DuckDB's postgres extension is not used, it cannot be
 installed without network). dbt then builds the marts in the database (profiles.yml, target `postgres`).
+With `KIZUNA_ENGINE=spark` the raw tables are written as Parquet and registered in a Spark session's metastore
+(dbt-spark's `session` method: Spark runs in this process; see the Spark section below).
 
 After a successful build, `copy_back` copies what dbt built there (marts, intermediate, reference, and the
 staging views the report reads) back into the warehouse file in one transaction, in DuckDB's column types:
 the predictions, the gates, campaign selection, the report and the published warehouse read the file.
 
     engines.copy_sources(settings)      # -> CopyResult (tables, rows, seconds); a no-op on duckdb
+    engines.spark_session(settings)     # -> the process's pyspark SparkSession (spark engine)
     engines.copy_back(settings)         # -> CopyResult after a build on the engine; a no-op on duckdb
-    engines.dbt_target(settings)        # -> "duckdb" | "postgres" (dbt's --target)
+    engines.dbt_target(settings)        # -> "duckdb" | "postgres" | "spark" (dbt's --target)
     engines.dbt_environment(settings)   # -> the variables profiles.yml reads for that target
+    engines.builds_incrementally(settings)  # -> False on spark: its nightly builds are full refreshes
 """
 
 from __future__ import annotations
@@ -69,9 +73,17 @@ def dbt_target(settings: Settings) -> str:
     return settings.engine
 
 
+def builds_incrementally(settings: Settings) -> bool:
+    """Whether the engine's build can replace only the changed customers' rows (the `replace_customers`
+    strategy); on Spark (Parquet tables: no DELETE) the nightly build is a full refresh (spark_incremental.sql)."""
+    return settings.engine != "spark"
+
+
 def dbt_environment(settings: Settings) -> dict[str, str]:
     """The environment variables profiles.yml reads for the configured engine's target."""
     environment = {"KIZUNA_ENGINE": settings.engine}
+    if settings.engine == "spark":
+        environment |= spark_environment(settings)
     if settings.engine == "postgres":
         environment |= {
             "KIZUNA_POSTGRES_HOST": settings.postgres_host,
@@ -91,6 +103,8 @@ def copy_sources(settings: Settings) -> CopyResult | None:
     failed copy leaves last night's tables as they were."""
     if settings.engine == "duckdb":
         return None
+    if settings.engine == "spark":
+        return _copy_sources_spark(settings)
     started = time.perf_counter()
     assert settings.warehouse is not None  # set by Settings' validator
     rows = tables = 0
@@ -238,6 +252,8 @@ def copy_back(settings: Settings) -> CopyResult | None:
     the engine is dropped from the file too."""
     if settings.engine == "duckdb":
         return None
+    if settings.engine == "spark":
+        return _copy_back_spark(settings)
     from kizuna.warehouse import connect
 
     started = time.perf_counter()
@@ -354,3 +370,243 @@ def _load(con: duckdb.DuckDBPyConnection, relation: _Relation, csv: Path, types:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+# --- Spark (dbt-spark's `session` method: Spark runs in this process) -----------------------------------
+#
+# The raw tables reach Spark the way a data lake is loaded: DuckDB writes each one as a Parquet file into the
+# Spark folder (Settings.spark_dir/sources/<night>/<schema>/<table>/), and the table is registered in the
+# session's metastore (Derby, in the same folder) as an external Parquet table at that location. dbt builds
+# its tables as Parquet in <spark_dir>/warehouse. After the build Spark writes each built relation as Parquet
+# and DuckDB reads it into the warehouse file, in one transaction.
+
+#: DuckDB column type -> how the Parquet copy holds it (a cast in the COPY's select), when not as it is.
+#: HUGEINT has no Parquet type (DuckDB would write a DOUBLE): DECIMAL(38,0) keeps it exact.
+_PARQUET_CASTS = {"HUGEINT": "DECIMAL(38,0)"}
+#: DuckDB column types whose Parquet copy Spark reads as the same kind of type (DECIMAL(p,s) besides).
+_SPARK_READABLE = {"VARCHAR", "BIGINT", "INTEGER", "SMALLINT", "DOUBLE", "FLOAT", "BOOLEAN", "DATE", "TIMESTAMP",
+                   "TIMESTAMP WITH TIME ZONE", "HUGEINT"}
+#: Spark SQL type (DataType.simpleString()) -> DuckDB type, for the copied-back tables; decimal(p,s) besides.
+_SPARK_TO_DUCKDB = {
+    "string": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT",
+    "double": "DOUBLE", "float": "FLOAT", "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP",
+    "timestamp_ntz": "TIMESTAMP", "void": "VARCHAR",
+}
+_SPARK_DECIMAL = re.compile(r"^decimal\((\d+),(\d+)\)$")
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """The Spark session's settings; profiles.yml's `spark` target sets the same from spark_environment()."""
+    folder = settings.spark_dir
+    assert folder is not None  # set by Settings' validator
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "kizuna",
+        # Never the current directory: the tables, the metastore and Derby's log live in the Spark folder.
+        "spark.sql.warehouse.dir": str(folder / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={folder / 'metastore_db'};create=true",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={folder}",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        # Raw timestamps are the shop's local time without an offset: Spark must not shift them.
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # dbt-spark sets this for its session too (Spark 3 and 4 alike).
+        "spark.sql.ansi.enabled": "false",
+    }
+    if settings.spark_master.startswith("local"):  # loopback only: a local driver listens on no other interface
+        conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    return conf
+
+
+def spark_environment(settings: Settings) -> dict[str, str]:
+    """The variables profiles.yml's `spark` target reads."""
+    return {"KIZUNA_SPARK_MASTER": settings.spark_master, "KIZUNA_SPARK_DIR": str(settings.spark_dir),
+            "KIZUNA_SPARK_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
+            "KIZUNA_SPARK_DRIVER_MEMORY": settings.spark_driver_memory}
+
+
+def spark_session(settings: Settings):
+    """The process's Spark session, started with spark_conf() the first time (dbt-spark's session method then
+    finds and uses this one). One Spark folder per process: Spark keeps its warehouse and metastore for the
+    life of the JVM, so a second folder is refused rather than silently written to the first."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise KizunaError("KIZUNA_ENGINE=spark needs pyspark and dbt-spark: install kizuna's `spark` extra "
+                          "(pip install 'kizuna[spark]'), or set KIZUNA_ENGINE=duckdb.") from None
+    conf = spark_conf(settings)
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        running = active.conf.get("spark.sql.warehouse.dir")
+        if Path(running.removeprefix("file:")).resolve() != Path(conf["spark.sql.warehouse.dir"]):
+            raise KizunaError(f"This process runs a Spark session on {running}; it cannot also use "
+                              f"{settings.spark_dir} (KIZUNA_SPARK_DIR). Run one warehouse per process.")
+        return active
+    Path(conf["spark.sql.warehouse.dir"]).mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.enableHiveSupport()
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # no Java, a JVM that did not start
+        raise KizunaError(f"Could not start Spark (KIZUNA_ENGINE=spark, master {settings.spark_master}): "
+                          f"{_one_line(exc)}. Spark needs Java 17 (`java -version`; Debian: openjdk-17-jre-headless)."
+                          ) from None
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def spark_readable(duckdb_type: str, where: str) -> str:
+    """The SQL expression type a DuckDB column is written to Parquet as, for Spark (`where` names it)."""
+    if duckdb_type in _SPARK_READABLE or _DECIMAL.match(duckdb_type):
+        return _PARQUET_CASTS.get(duckdb_type, duckdb_type)
+    raise KizunaError(f"{where} has the DuckDB type {duckdb_type}, which kizuna does not know how to copy to "
+                      "Spark: add it to kizuna/engines.py (_SPARK_READABLE).")
+
+
+def _copy_sources_spark(settings: Settings) -> CopyResult:
+    """Write every source table as Parquet into a new folder of this night and point Spark's tables at it.
+
+    Every file is written before any table is re-pointed, so a failed write leaves last night's tables as
+    they were; the staging views (Spark keeps a view's SQL) stay valid across the re-pointing. The previous
+    nights' folders are removed afterwards."""
+    import shutil
+
+    started = time.perf_counter()
+    assert settings.warehouse is not None and settings.spark_dir is not None
+    root = settings.spark_dir / "sources"
+    night = root / time.strftime("%Y%m%dT%H%M%S") / str(time.perf_counter_ns())
+    written: list[tuple[str, str, Path]] = []
+    rows = 0
+    with duckdb.connect(str(settings.warehouse), read_only=True) as source:
+        for schema, table, columns in _source_tables(source):
+            select = ", ".join(
+                f"cast({_ident(c)} as {spark_readable(t, f'{schema}.{table}.{c}')}) as {_ident(c)}" for c, t in columns)
+            folder = night / schema / table
+            folder.mkdir(parents=True)
+            source.execute(f"copy (select {select} from {_ident(schema)}.{_ident(table)}) "
+                           f"to '{folder / 'part-0.parquet'}' (format parquet)")
+            rows += source.execute(f"select count(*) from {_ident(schema)}.{_ident(table)}").fetchone()[0]
+            written.append((schema, table, folder))
+    spark = spark_session(settings)
+    for schema in sorted({schema for schema, _, _ in written}):
+        spark.sql(f"create database if not exists `{schema}`")
+    for schema, table, folder in written:
+        name = f"`{schema}`.`{table}`"
+        spark.sql(f"drop table if exists {name}")  # external: its files stay (last night's, removed below)
+        spark.sql(f"create table {name} using parquet location '{folder.as_uri()}'")
+    for previous in root.glob("*/*"):
+        if previous != night:
+            shutil.rmtree(previous, ignore_errors=True)
+    for empty in root.iterdir():
+        if empty.is_dir() and not any(empty.iterdir()):
+            empty.rmdir()
+    result = CopyResult(settings.engine, len(written), rows, time.perf_counter() - started)
+    log.info("%s", result.summary())
+    return result
+
+
+@dataclass(frozen=True)
+class _SparkRelation:
+    schema: str
+    name: str
+    columns: list[tuple[str, str]]  # (column, DuckDB type)
+    comment: str | None
+    column_comments: dict[str, str]
+
+
+def duckdb_type_of_spark(spark_type: str, where: str) -> str:
+    """The DuckDB type of a Spark SQL column type (`where` names the column for the error)."""
+    if spark_type in _SPARK_TO_DUCKDB:
+        return _SPARK_TO_DUCKDB[spark_type]
+    decimal = _SPARK_DECIMAL.match(spark_type)
+    if decimal:
+        return f"DECIMAL({decimal[1]},{decimal[2]})"
+    raise KizunaError(f"{where} has the Spark type {spark_type}, which kizuna does not know how to copy back into "
+                      "the DuckDB warehouse: add it to kizuna/engines.py (_SPARK_TO_DUCKDB), or cast the column "
+                      "in its model.")
+
+
+def _spark_relations(spark) -> list[_SparkRelation]:
+    """Every table and view of BUILT_SCHEMAS and the STAGING_READ views in Spark's metastore."""
+    names = []
+    databases = {row.name for row in spark.catalog.listDatabases()}
+    for schema in BUILT_SCHEMAS:
+        if schema in databases:
+            names += [(schema, t.name, t.description) for t in spark.catalog.listTables(schema) if not t.isTemporary]
+    staged = {t.name: t.description for t in spark.catalog.listTables("staging")} if "staging" in databases else {}
+    missing = [f"staging.{name}" for name in STAGING_READ if name not in staged]
+    names += [("staging", name, staged[name]) for name in STAGING_READ if name in staged]
+    if not any(schema == "marts" for schema, _, _ in names) or missing:
+        raise KizunaError("Spark holds no marts" + (f" (nor {', '.join(missing)})" if missing else "")
+                          + " after a successful dbt build: nothing to copy back into the warehouse file.")
+    relations = []
+    for schema, name, description in names:
+        fields = spark.table(f"`{schema}`.`{name}`").schema.fields
+        columns = [(f.name, duckdb_type_of_spark(f.dataType.simpleString(), f"{schema}.{name}.{f.name}"))
+                   for f in fields]
+        comments = {f.name: f.metadata["comment"] for f in fields if f.metadata.get("comment")}
+        relations.append(_SparkRelation(schema, name, columns, description or None, comments))
+    return relations
+
+
+def _copy_back_spark(settings: Settings) -> CopyResult:
+    """copy_back on Spark: each built relation written by Spark as Parquet, read by DuckDB in one transaction."""
+    from kizuna.warehouse import connect
+
+    started = time.perf_counter()
+    assert settings.warehouse is not None
+    spark = spark_session(settings)
+    relations = _spark_relations(spark)
+    rows = 0
+    with tempfile.TemporaryDirectory(prefix="kizuna-copy-back-") as tmp:
+        folders = {}
+        for relation in relations:
+            folder = Path(tmp) / f"{relation.schema}.{relation.name}"
+            # Spark's TIMESTAMP is an instant: as a wall-clock time (UTC session) it is DuckDB's TIMESTAMP.
+            select = ", ".join(f"cast(`{c}` as timestamp_ntz) as `{c}`" if t == "TIMESTAMP" else f"`{c}`"
+                               for c, t in relation.columns)
+            spark.sql(f"select {select} from `{relation.schema}`.`{relation.name}`").coalesce(1) \
+                .write.mode("overwrite").parquet(folder.as_uri())
+            folders[(relation.schema, relation.name)] = folder
+        with connect(settings.warehouse, wait_seconds=settings.warehouse_wait_seconds) as target:
+            target.execute("begin transaction")
+            try:
+                _drop_gone(target, relations)  # type: ignore[arg-type]  (schema and name are all it reads)
+                for relation in relations:
+                    rows += _load_parquet(target, relation, folders[(relation.schema, relation.name)])
+                target.execute("commit")
+            except BaseException:
+                target.execute("rollback")
+                raise
+    result = CopyResult(settings.engine, len(relations), rows, time.perf_counter() - started)
+    log.info("copied back %d built tables (%s rows) from spark into the warehouse file in %.1f s",
+             result.tables, f"{result.rows:,}", result.seconds)
+    return result
+
+
+def _load_parquet(con: duckdb.DuckDBPyConnection, relation: _SparkRelation, folder: Path) -> int:
+    """Replace `schema.name` in the file with the Parquet folder's rows, in the given column types."""
+    name = f"{_ident(relation.schema)}.{_ident(relation.name)}"
+    con.execute(f"create schema if not exists {_ident(relation.schema)}")
+    view = con.execute("select count(*) from duckdb_views() where database_name = current_database() "
+                       "and schema_name = ? and view_name = ?", [relation.schema, relation.name]).fetchone()[0]
+    if view:
+        con.execute(f"drop view {name}")
+    definition = ", ".join(f"{_ident(c)} {t}" for c, t in relation.columns)
+    con.execute(f"create or replace table {name} ({definition})")
+    select = ", ".join(f"cast({_ident(c)} as {t})" for c, t in relation.columns)
+    con.execute(f"insert into {name} select {select} from read_parquet(?)", [str(folder / "*.parquet")])
+    if relation.comment:
+        con.execute(f"comment on table {name} is {_literal(relation.comment)}")
+    for column, comment in relation.column_comments.items():
+        con.execute(f"comment on column {name}.{_ident(column)} is {_literal(comment)}")
+    return int(con.execute(f"select count(*) from {name}").fetchone()[0])

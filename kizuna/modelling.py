@@ -266,6 +266,7 @@ def build_nightly(settings: Settings, run_date: date) -> BuildResult:
         log.info("dbt build skipped: nothing loaded since the build as of %s", run_date)
         return BuildResult(run_date=run_date, nodes=(), seconds=0.0, mode="skipped")
     full = record is None or record.project != project or record.loaded_through is None
+    full = full or not engines.builds_incrementally(settings)  # engines (issue 21): spark rebuilds whole
     select = None
     if same_day:  # only what the changed raw tables feed; their sources as dbt names them
         sources = _source_names(settings)

@@ -1,9 +1,11 @@
-"""Engines (issue 21, docs/engines.md): the same dbt project on PostgreSQL builds the same marts as on DuckDB.
+"""Engines (issue 21, docs/engines.md): the same dbt project on PostgreSQL and Spark builds the same marts as on
+DuckDB.
 
 One generated shop is loaded once into a DuckDB warehouse (the loader, as every night), built there, then
 its raw tables copied into a real throwaway PostgreSQL server (tests/pg_cluster.py) and built again there
-with `KIZUNA_ENGINE=postgres`. Every mart must carry the same columns, of the same kind of type, and the
-same rows: money (integers, decimals) exactly, rates (floating point) within 1e-9.
+with `KIZUNA_ENGINE=postgres`, and written as Parquet into a local Spark session (local[2], pyspark) and
+built again there with `KIZUNA_ENGINE=spark`. Every mart must carry the same columns, of the same kind of
+type, and the same rows: money (integers, decimals) exactly, rates (floating point) within 1e-9.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import datetime as dt
 import math
 import secrets
 import shutil
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,8 +27,8 @@ from kizuna.demo_shop import generate_shop
 from kizuna.errors import KizunaError
 from pg_cluster import postgres  # noqa: F401  (fixture)
 
-#: The issue asks for 10,000 customers; 2,000 keeps the test to about a minute on this machine.
-CUSTOMERS = 2000
+#: The issue's shop: 10,000 customers, built once per engine for the whole module.
+CUSTOMERS = 10000
 END = dt.date(2026, 3, 31)
 TOLERANCE = 1e-9
 
@@ -39,19 +42,34 @@ def shop(tmp_path_factory, postgres) -> dict:  # noqa: F811
     night = stages.resolve_night(on_duckdb, None)
     stages.ingest(on_duckdb, night)
     run_date = stages.send_date_for(night)
-    # The PostgreSQL night's own warehouse file (the same loaded raw tables): the build there copies its
-    # marts back into it, which must not overwrite the marts DuckDB built.
-    loaded = root / "postgres-night.duckdb"
-    shutil.copyfile(on_duckdb.warehouse, loaded)
+    # Each other engine's night has its own warehouse file (the same loaded raw tables): the build there
+    # copies its marts back into it, which must not overwrite the marts DuckDB built.
+    loaded = {engine: root / f"{engine}-night.duckdb" for engine in ("postgres", "spark")}
+    for path in loaded.values():
+        shutil.copyfile(on_duckdb.warehouse, path)
+    seconds = {}
+    started = time.perf_counter()
     modelling.build_models(on_duckdb, run_date, unit_tests=False, full_refresh=True)
+    seconds["duckdb"] = time.perf_counter() - started
 
     password = secrets.token_urlsafe(12)
     postgres.create_database("kizuna_marts", owner="kizuna_dbt", password=password)
-    on_postgres = Settings(**{**on_duckdb.model_dump(), "engine": "postgres", "warehouse": loaded,
+    on_postgres = Settings(**{**on_duckdb.model_dump(), "engine": "postgres", "warehouse": loaded["postgres"],
                               "postgres_host": str(postgres.socket_dir), "postgres_user": "kizuna_dbt",
                               "postgres_password": password, "postgres_database": "kizuna_marts"})
+    started = time.perf_counter()
     result = modelling.build_models(on_postgres, run_date, unit_tests=False, full_refresh=True)
-    return {"duckdb": on_duckdb, "postgres": on_postgres, "result": result, "run_date": run_date}
+    seconds["postgres"] = time.perf_counter() - started
+
+    on_spark = Settings(**{**on_duckdb.model_dump(), "engine": "spark", "warehouse": loaded["spark"],
+                           "spark_dir": root / "spark"})
+    started = time.perf_counter()
+    spark_result = modelling.build_models(on_spark, run_date, unit_tests=False, full_refresh=True)
+    seconds["spark"] = time.perf_counter() - started
+    print(f"\nbuilds of {CUSTOMERS:,} customers (copies included): "
+          + ", ".join(f"{engine} {s:.0f} s" for engine, s in seconds.items()))
+    return {"duckdb": on_duckdb, "postgres": on_postgres, "spark": on_spark, "result": result,
+            "spark_result": spark_result, "run_date": run_date}
 
 
 def _kind(type_name: str) -> str:
@@ -118,25 +136,71 @@ def test_every_mart_is_built_on_postgres_with_the_same_columns_and_types(shop):
     assert not shop["result"].failed and shop["result"].mode == "full"
 
 
+def _differing_rows(tables: dict[str, list[tuple[str, str]]], left_rows, right_rows, engine: str) -> list[str]:
+    """Each mart whose rows differ between DuckDB (`left_rows(table, names)`) and the engine (`right_rows`)."""
+    differing = []
+    for table, columns in tables.items():
+        names = [c for c, _ in columns]
+        left = sorted(left_rows(table, names), key=_sort_key)
+        right = sorted(right_rows(table, names), key=_sort_key)
+        if len(left) != len(right):
+            differing.append(f"{table}: {len(left)} rows on duckdb, {len(right)} on {engine}")
+            continue
+        for a, b in zip(left, right):
+            bad = [c for c, x, y in zip(names, a, b) if not _same(x, y)]
+            if bad:
+                differing.append(f"{table}.{bad[0]}: {dict(zip(names, a))} != {dict(zip(names, b))}")
+                break
+    return differing
+
+
 def test_the_marts_on_duckdb_and_postgres_are_equal_row_by_row(shop):
     tables = _duckdb_marts(shop["duckdb"])
-    differing = []
     with duckdb.connect(str(shop["duckdb"].warehouse), read_only=True) as dcon, \
             engines.postgres_connection(shop["postgres"]) as pcon:
-        for table, columns in tables.items():
-            names = ", ".join(f'"{c}"' for c, _ in columns)
-            left = sorted(dcon.execute(f"select {names} from marts.{table}").fetchall(), key=_sort_key)
-            right = sorted(pcon.execute(f"select {names} from marts.{table}").fetchall(), key=_sort_key)
-            if len(left) != len(right):
-                differing.append(f"{table}: {len(left)} rows on duckdb, {len(right)} on postgres")
-                continue
-            for a, b in zip(left, right):
-                bad = [c for (c, _), x, y in zip(columns, a, b) if not _same(x, y)]
-                if bad:
-                    differing.append(f"{table}.{bad[0]}: {dict(zip([c for c, _ in columns], a))} != "
-                                     f"{dict(zip([c for c, _ in columns], b))}")
-                    break
+        def rows(con):
+            return lambda table, names: con.execute(
+                f"select {', '.join(chr(34) + n + chr(34) for n in names)} from marts.{table}").fetchall()
+        differing = _differing_rows(tables, rows(dcon), rows(pcon), "postgres")
         assert dcon.execute("select count(*) from marts.dim_customers").fetchone()[0] == CUSTOMERS
+    assert not differing, "\n".join(differing)
+
+
+def _spark_marts(settings: Settings) -> dict[str, list[tuple[str, str]]]:
+    spark = engines.spark_session(settings)
+    marts: dict[str, list[tuple[str, str]]] = {}
+    for table in sorted(t.name for t in spark.catalog.listTables("marts")):
+        marts[table] = [(f.name, _kind(f.dataType.simpleString())) for f in spark.table(f"marts.{table}").schema.fields]
+    return marts
+
+
+def _spark_rows(settings: Settings):
+    """Rows of a mart as Spark holds them (timestamps as wall-clock times, like DuckDB's TIMESTAMP)."""
+    spark = engines.spark_session(settings)
+
+    def rows(table: str, names: list[str]) -> list[tuple]:
+        types = {f.name: f.dataType.simpleString() for f in spark.table(f"marts.{table}").schema.fields}
+        select = ", ".join(f"cast(`{n}` as timestamp_ntz)" if types[n] == "timestamp" else f"`{n}`" for n in names)
+        return [tuple(row) for row in spark.sql(f"select {select} from marts.{table}").collect()]
+    return rows
+
+
+def test_every_mart_is_built_on_spark_with_the_same_columns(shop):
+    on_duckdb, on_spark = _duckdb_marts(shop["duckdb"]), _spark_marts(shop["spark"])
+    assert len(on_duckdb) > 15 and sorted(on_spark) == sorted(on_duckdb)
+    differing = [f"{t}: {[c for c, _ in on_duckdb[t]]} on duckdb, {[c for c, _ in on_spark[t]]} on spark"
+                 for t in on_duckdb if [c for c, _ in on_duckdb[t]] != [c for c, _ in on_spark[t]]]
+    assert not differing, "\n".join(differing)
+    assert not shop["spark_result"].failed and shop["spark_result"].mode == "full"
+
+
+def test_the_marts_on_duckdb_and_spark_are_equal_row_by_row(shop):
+    tables = _duckdb_marts(shop["duckdb"])
+    with duckdb.connect(str(shop["duckdb"].warehouse), read_only=True) as dcon:
+        differing = _differing_rows(
+            tables, lambda table, names: dcon.execute(
+                f"select {', '.join(chr(34) + n + chr(34) for n in names)} from marts.{table}").fetchall(),
+            _spark_rows(shop["spark"]), "spark")
     assert not differing, "\n".join(differing)
 
 
@@ -199,6 +263,77 @@ def test_a_raw_column_type_without_a_postgres_type_stops_the_copy_by_name():
     assert "raw.orders.gap" in str(stopped.value) and "INTERVAL" in str(stopped.value)
 
 
+@pytest.mark.xfail(strict=True, reason="issue 21, remains: a sum of bigints is HUGEINT on DuckDB, BIGINT on Spark "
+                   "(dim_customers.total_revenue, ...); campaign_variant_results' `1.0 * a / b` a decimal on Spark; "
+                   "row_number() BIGINT / INTEGER (fct_orders): the values are equal (the row-by-row tests): docs/engines.md")
+def test_the_marts_built_on_spark_are_copied_back_with_duckdbs_types(shop):
+    built_here, copied_back = _file_marts(shop["duckdb"].warehouse), _file_marts(shop["spark"].warehouse)
+    differing = [f"{t}.{a[0]}: {a[1]} built on duckdb, {b[1]} copied back" for t in built_here
+                 for a, b in zip(built_here[t], copied_back[t]) if a != b]
+    assert not differing, "\n".join(differing)
+
+
+def test_the_marts_built_on_spark_are_copied_back_into_the_warehouse_file(shop):
+    """After the build on Spark the warehouse file holds Spark's marts (the same columns and rows as a DuckDB
+    build) and the staging view the report reads."""
+    built_here, copied_back = _file_marts(shop["duckdb"].warehouse), _file_marts(shop["spark"].warehouse)
+    assert sorted(copied_back) == sorted(built_here)
+    differing = [f"{t}: {[c for c, _ in built_here[t]]} built on duckdb, {[c for c, _ in copied_back[t]]} copied back"
+                 for t in built_here if [c for c, _ in built_here[t]] != [c for c, _ in copied_back[t]]]
+    assert not differing, "\n".join(differing)
+    with duckdb.connect(str(shop["duckdb"].warehouse), read_only=True) as left_con, \
+            duckdb.connect(str(shop["spark"].warehouse), read_only=True) as right_con:
+        def rows(con):
+            return lambda table, names: con.execute(
+                f"select {', '.join(chr(34) + n + chr(34) for n in names)} from marts.{table}").fetchall()
+        bad = _differing_rows({t: [(c, "") for c, _ in cs] for t, cs in built_here.items()},
+                              rows(left_con), rows(right_con), "spark (copied back)")
+        assert right_con.execute("select count(*) from staging.stg_shop__media").fetchone()[0] > 0
+        assert right_con.execute("select count(*) from marts.dim_customers").fetchone()[0] == CUSTOMERS
+    assert not bad, "\n".join(bad)
+
+
+def test_a_second_spark_copy_replaces_the_parquet_sources_and_keeps_the_views(shop):
+    """Each night's copy writes new Parquet files, re-points the tables and removes the previous night's;
+    the staging views on the raw tables still read."""
+    sources = shop["spark"].spark_dir / "sources"
+    before = sorted(p for p in sources.glob("*/*"))
+    copied = engines.copy_sources(shop["spark"])
+    assert copied is not None and copied.tables >= 10 and copied.rows > CUSTOMERS
+    after = sorted(p for p in sources.glob("*/*"))
+    assert len(before) == len(after) == 1 and before != after
+    spark = engines.spark_session(shop["spark"])
+    assert spark.sql("select count(*) from raw.customers").collect()[0][0] == CUSTOMERS
+    assert spark.sql("select count(*) from staging.stg_shop__customers").collect()[0][0] == CUSTOMERS
+    # nothing of Spark's in the working directory: its tables, metastore and Derby log are in its folder
+    assert (shop["spark"].spark_dir / "metastore_db").is_dir() and (shop["spark"].spark_dir / "warehouse" / "marts.db").is_dir()
+    assert not Path("metastore_db").exists() and not Path("spark-warehouse").exists()
+
+
+def test_a_raw_column_type_without_a_spark_type_stops_the_copy_by_name():
+    assert engines.spark_readable("HUGEINT", "raw.orders.total") == "DECIMAL(38,0)"
+    assert engines.duckdb_type_of_spark("decimal(28,2)", "marts.x.y") == "DECIMAL(28,2)"
+    for call, type_ in ((engines.spark_readable, "INTERVAL"), (engines.duckdb_type_of_spark, "map<string,int>")):
+        with pytest.raises(KizunaError) as stopped:
+            call(type_, "raw.orders.gap")
+        assert "raw.orders.gap" in str(stopped.value) and type_ in str(stopped.value)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres", "spark"])
+def test_a_rounded_ratio_on_a_tie_is_the_same_on_every_engine(shop, engine):
+    """167,551 / 40 = 4,188.775 exactly: a double holds 4,188.77499999..., which DuckDB's round() on the
+    double took down to .77 where PostgreSQL and Spark, dividing decimals exactly, gave .78 (found on the
+    10,000-customer shop: ltv_by_media_cohort.break_even_cpo). round_ratio rounds the same everywhere."""
+    from kizuna.modelling import _invoke
+
+    sql = ("select {{ round_ratio('167551', '40', 2) }} as tie, {{ round_ratio('-167551', '40', 2) }} as negative, "
+           "{{ round_ratio('1', '3', 4) }} as third, {{ round_ratio('1', '0', 2) }} as nothing")
+    outcome = _invoke(shop[engine], ["show", "--inline", sql])
+    assert outcome.success, outcome.exception
+    row = tuple(outcome.result.results[0].agate_table.rows[0])
+    assert [None if v is None else float(v) for v in row] == [4188.78, -4188.78, 0.3333, None]
+
+
 def test_a_whole_night_on_postgres_sends_once_from_the_marts_built_there(tmp_path, postgres):  # noqa: F811
     """`KIZUNA_ENGINE=postgres kizuna demo`, twice: the night completes end to end with the marts built on
     PostgreSQL (copied back into a warehouse file DuckDB never built), the sends are recorded once in the
@@ -244,6 +379,52 @@ def test_a_whole_night_on_postgres_sends_once_from_the_marts_built_there(tmp_pat
         # dbt never built in the file: no dbt-made staging views there, only the copied-back tables
         assert not con.execute("select count(*) from duckdb_views() where schema_name = 'staging'").fetchone()[0]
     assert on_postgres[0] == 1500
+    outbox = sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file())
+
+    night()
+    assert sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file()) == outbox
+    with duckdb.connect(str(ledger), read_only=True) as con:
+        assert con.execute("select count(*) from sends where status = 'sent'").fetchone()[0] == sent
+        keys = con.execute("select count(*), count(distinct (scenario_id, step_id, customer_id, anchor_date)) "
+                           "from sends").fetchone()
+    assert keys[0] == keys[1]
+
+
+def test_a_whole_night_on_spark_sends_once_from_the_marts_built_there(tmp_path):
+    """`KIZUNA_ENGINE=spark kizuna demo`, twice (a local Spark session in the night's process): the night
+    completes with the marts built on Spark (copied back into a warehouse file DuckDB never built), the sends
+    are recorded once in the ledger, and the second night sends nothing new."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "KIZUNA_DATA_DIR": str(data_dir), "KIZUNA_DEMO_CUSTOMERS": "1500",
+           "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "200", "KIZUNA_ENGINE": "spark"}
+    env.pop("PREFECT_API_URL", None)
+    kizuna = Path(sys.executable).parent / "kizuna"
+
+    def night() -> None:
+        done = subprocess.run([str(kizuna), "demo"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    night()
+    ledger = data_dir / "ledger.duckdb"
+    with duckdb.connect(str(ledger), read_only=True) as con:
+        sent = con.execute("select count(*) from sends where status = 'sent'").fetchone()[0]
+    assert sent > 0
+    assert len((data_dir / "outbox" / "index.jsonl").read_text().splitlines()) == sent
+    # Spark's own tables, read from its Parquet files (this test's process runs no Spark session).
+    tables = data_dir / "spark" / "warehouse" / "marts.db"
+    with duckdb.connect() as con:
+        on_spark = con.execute("select count(*), sum(total_revenue) from read_parquet(?)",
+                               [str(tables / "dim_customers" / "*.parquet")]).fetchone()
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*), sum(total_revenue) from marts.dim_customers").fetchone() == on_spark
+        assert con.execute("select count(*) from marts.customer_predictions").fetchone()[0] > 0
+        assert not con.execute("select count(*) from duckdb_views() where schema_name = 'staging'").fetchone()[0]
+    assert on_spark[0] == 1500
     outbox = sorted(p.name for p in (data_dir / "outbox").rglob("*") if p.is_file())
 
     night()

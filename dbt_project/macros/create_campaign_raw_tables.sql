@@ -6,6 +6,10 @@
     statement plain SQL.
 -#}
 {% macro create_campaign_raw_tables() %}
+    {{- return(adapter.dispatch('create_campaign_raw_tables', 'kizuna')()) -}}
+{% endmacro %}
+
+{% macro default__create_campaign_raw_tables() %}
 create schema if not exists raw;
 {#-ddl-#}
 create table if not exists raw.message_events (
@@ -104,4 +108,27 @@ create table if not exists raw.campaign_step_variants (
     _loaded_at timestamp not null
 )
 {#-end-#};
+{% endmacro %}
+
+{#- Spark (engines, issue 21): the same tables, from the statements above. Spark runs one statement per call
+    and has no primary keys, NOT NULL on Parquet tables nor `add column if not exists`: each `create table`
+    runs on its own, as a Parquet table without the constraints (the loader and the raw-data gate keep them,
+    in the warehouse file, whose tables kizuna.engines copies here before the build); the added columns are
+    in the `create table` already (an older copy gets them with the night's copy of the file's table). -#}
+{% macro spark__create_campaign_raw_tables() %}
+    {%- if execute -%}
+    {%- for statement in default__create_campaign_raw_tables().split(';') -%}
+        {%- set sql = statement | trim -%}
+        {%- if sql.startswith('create schema') -%}
+            {%- do run_query(sql) -%}
+        {%- elif sql.startswith('create table') -%}
+            {%- set sql = modules.re.sub('(?i)\\s+primary key', '', sql) -%}
+            {%- set sql = modules.re.sub('(?i)\\s+not null', '', sql) -%}
+            {%- set sql = modules.re.sub('(?i)\\bvarchar\\b', 'string', sql) -%}
+            {%- set sql = modules.re.sub('(?i)\\bdouble precision\\b', 'double', sql) -%}
+            {%- do run_query(sql ~ ' using parquet') -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- endif -%}
+    select 1
 {% endmacro %}

@@ -33,9 +33,12 @@
 {%- endmacro %}
 
 {% macro safe_ratio(numerator, denominator) -%}
-    {#- numerator / denominator as an exact-as-possible number; null when the denominator is 0 or null. -#}
+    {#- numerator / denominator as a floating-point number; null when the denominator is 0 or null.
+        Divided as decimals, then cast to type_double(): DuckDB returns DOUBLE for the quotient itself,
+        PostgreSQL and Spark a decimal; the cast gives every engine the same column type (engines, issue 21).
+        round_ratio rounds such a quotient the same on every engine. -#}
     case
         when {{ denominator }} is null or {{ denominator }} = 0 then null
-        else cast({{ numerator }} as {{ dbt.type_numeric() }}) / {{ denominator }}
+        else cast(cast({{ numerator }} as {{ dbt.type_numeric() }}) / {{ denominator }} as {{ type_double() }})
     end
 {%- endmacro %}

@@ -15,14 +15,14 @@
         unit_cost,
         fulfilment_cost,
         ad_spend,
-        round({{ safe_ratio('revenue', 'purchases') }}, 2) as average_order_value,
-        round({{ safe_ratio('purchases', 'new_customers') }}, 4) as average_purchases,
-        round({{ safe_ratio('revenue', 'new_customers') }}, 2) as ltv,
-        round({{ safe_ratio('ad_spend', 'new_customers') }}, 2) as cpo,
-        round({{ safe_ratio('unit_cost', 'purchases') }}, 2) as unit_cost_per_purchase,
-        round({{ safe_ratio('fulfilment_cost', 'purchases') }}, 2) as fulfilment_cost_per_purchase,
-        round({{ safe_ratio('revenue - unit_cost - fulfilment_cost - ad_spend', 'new_customers') }}, 2)
+        {{ round_ratio('revenue', 'purchases', 2) }} as average_order_value,
+        {{ round_ratio('purchases', 'new_customers', 4) }} as average_purchases,
+        {{ round_ratio('revenue', 'new_customers', 2) }} as ltv,
+        {{ round_ratio('ad_spend', 'new_customers', 2) }} as cpo,
+        {{ round_ratio('unit_cost', 'purchases', 2) }} as unit_cost_per_purchase,
+        {{ round_ratio('fulfilment_cost', 'purchases', 2) }} as fulfilment_cost_per_purchase,
+        {{ round_ratio('revenue - unit_cost - fulfilment_cost - ad_spend', 'new_customers', 2) }}
             as profit_per_customer,
         {#- 限界CPO: the most a new customer may cost to acquire and still break even over the horizon. #}
-        round({{ safe_ratio('revenue - unit_cost - fulfilment_cost', 'new_customers') }}, 2) as break_even_cpo
+        {{ round_ratio('revenue - unit_cost - fulfilment_cost', 'new_customers', 2) }} as break_even_cpo
 {%- endmacro %}

@@ -50,19 +50,21 @@ orders as (
 
 outcomes as (
 
+    -- A join and a count rather than a correlated `exists` in the select list: Spark cannot decorrelate
+    -- that one (its range and goal conditions on the outer row); one row per customer of `customers`.
     select
         c.scenario_id,
         c.customer_id,
         c.arm,
         c.reference_date + {{ window_days }} > {{ as_of }} as is_window_open,
-        exists (
-            select 1 from orders o
-            where o.customer_id = c.customer_id
-                and o.ordered_date between c.reference_date and c.reference_date + {{ window_days }}
-                and {{ order_meets_goal('c.goal') }}
-        ) as is_converted
+        count(o.customer_id) > 0 as is_converted
 
     from customers c
+    left join orders o
+        on o.customer_id = c.customer_id
+        and o.ordered_date between c.reference_date and c.reference_date + {{ window_days }}
+        and {{ order_meets_goal('c.goal') }}
+    group by c.scenario_id, c.goal, c.customer_id, c.reference_date, c.arm
 
 ),
 

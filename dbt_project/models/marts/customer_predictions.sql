@@ -20,7 +20,7 @@ scores as (
     select * from {{ scores }}
     {% else %}
     select
-        cast(null as varchar) as customer_id, cast(null as varchar) as model, cast(null as {{ type_double() }}) as p_alive,
+        cast(null as {{ dbt.type_string() }}) as customer_id, cast(null as {{ dbt.type_string() }}) as model, cast(null as {{ type_double() }}) as p_alive,
         cast(null as {{ type_double() }}) as expected_purchases_90d, cast(null as {{ type_double() }}) as expected_purchases_180d,
         cast(null as {{ type_double() }}) as expected_purchases_365d, cast(null as {{ type_double() }}) as expected_spend_per_order,
         cast(null as {{ type_double() }}) as predicted_clv_12m, cast(null as date) as expected_next_order_date,

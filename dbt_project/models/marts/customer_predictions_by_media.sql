@@ -56,9 +56,9 @@ final as (
         per_media.predicted_customers,
         {{ round_double('per_media.predicted_ltv_12m', 2) }} as predicted_ltv_12m,
         {{ round_double('per_media.predicted_ltv_36m', 2) }} as predicted_ltv_36m,
-        round({{ safe_ratio('lifetime.revenue - lifetime.unit_cost - lifetime.fulfilment_cost', 'lifetime.revenue') }}, 4)
+        {{ round_ratio('lifetime.revenue - lifetime.unit_cost - lifetime.fulfilment_cost', 'lifetime.revenue', 4) }}
             as gross_margin_ratio,
-        round({{ safe_ratio('lifetime.ad_spend', 'lifetime.new_customers') }}, 2) as cpo,
+        {{ round_ratio('lifetime.ad_spend', 'lifetime.new_customers', 2) }} as cpo,
         {{ round_double(predicted_profit_12m, 2) }} as predicted_profit_12m,
         {{ round_double(predicted_profit_36m, 2) }} as predicted_profit_36m
 

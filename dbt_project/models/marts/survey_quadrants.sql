@@ -71,8 +71,8 @@ final as (
             as share_of_respondents,
         cast(coalesce(sum(respondents.order_count), 0) as {{ dbt.type_bigint() }}) as purchases,
         cast(coalesce(sum(respondents.total_revenue), 0) as {{ dbt.type_bigint() }}) as revenue,
-        round({{ safe_ratio('sum(respondents.total_revenue)', 'count(respondents.customer_id)') }}, 2) as ltv,
-        round({{ safe_ratio('sum(respondents.order_count)', 'count(respondents.customer_id)') }}, 4) as average_purchases
+        {{ round_ratio('sum(respondents.total_revenue)', 'count(respondents.customer_id)', 2) }} as ltv,
+        {{ round_ratio('sum(respondents.order_count)', 'count(respondents.customer_id)', 4) }} as average_purchases
 
     from quadrants
     left join respondents
