@@ -200,3 +200,33 @@ def test_a_large_night_checked_a_group_of_columns_at_a_time_says_the_same(con, m
                                                                                        findings(whole) if not ok}
     assert findings(split) == findings(whole)
     assert sum('raw."orders"' in sql for sql in read) > 1  # the orders came a group of columns at a time
+
+
+def test_the_gate_runs_where_main_has_no_file():
+    """`python -c`, a multiprocessing worker: with pyspark installed (the Spark engine) Great Expectations imports
+    Spark Connect, whose import ends such a process with exit status 0 (it takes it for its doctests). The gate
+    imports GE with pyspark hidden, so it runs there and says what it found."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import duckdb
+from datetime import date, datetime
+from connectors.sources.loader import ensure_raw_tables
+from kizuna import quality
+con = duckdb.connect()
+ensure_raw_tables(con)
+at, night = datetime(2026, 11, 22, 10), date(2026, 11, 22)
+con.execute("insert into raw.customers (customer_id, last_name, first_name, email, registered_at, updated_at, _night) "
+            "values ('C1', '山田', '花子', 'hanako@example.jp', ?, ?, ?)", [at, at, night])
+con.execute("insert into raw.orders (order_id, customer_id, ordered_at, status, order_kind, subtotal, discount, "
+            "shipping_fee, total, updated_at, _night) values ('O1', 'C1', ?, 'shipped', 'one_off', 4980, 0, 550, "
+            "5530, ?, ?)", [at, at, night])
+result = quality.check_raw_night(con, night)
+print("gate ran:", sorted(o.check.name for o in result.errors))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert "gate ran:" in done.stdout and "'orders.status_allowed'" in done.stdout, done.stdout + done.stderr

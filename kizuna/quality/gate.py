@@ -17,6 +17,7 @@ import csv
 import json
 import logging
 import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -632,9 +633,30 @@ _NULL_IGNORING = {
 _GE: dict[str, Any] = {}  # one ephemeral context per process, its pandas assets reused night after night
 
 
+def _import_great_expectations() -> None:
+    """Import Great Expectations (once), with pyspark hidden from it.
+
+    With pyspark installed (the Spark engine, docs/engines.md) GE imports it, Spark Connect included, and
+    Spark Connect's import ends the process (`sys.exit(0)` and a line on stderr) when `__main__` has no file,
+    taking that for its own doctests: `python -c`, a multiprocessing worker. GE needs no Spark here and takes a
+    failed import for pyspark not installed. A process that already runs Spark (the engine) is left as it is.
+    """
+    if "great_expectations" in sys.modules:
+        return
+    hide = "pyspark" not in sys.modules
+    if hide:
+        sys.modules["pyspark"] = None  # type: ignore[assignment]  # `import pyspark` raises ImportError
+    try:
+        import great_expectations  # noqa: F401
+    finally:
+        if hide:
+            del sys.modules["pyspark"]
+
+
 def _batch_definition(gate: str, table: str) -> Any:
     """The GE batch definition of `table`'s whole data frame (created once per process)."""
-    import great_expectations as gx  # heavy import: only when a gate runs
+    _import_great_expectations()  # heavy import: only when a gate runs
+    import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     if "context" not in _GE:
@@ -699,6 +721,7 @@ def _validate_batch(gate: str, table: str, batch: Any, frame: Any, mine: list[Ch
                     expectations: dict[int, Any], examples: int) -> list[CheckOutcome]:
     """GE's verdict on `mine` over one table's batch: pass/fail first (cheaper), then the failed ones again
     with counts and examples."""
+    _import_great_expectations()
     import great_expectations as gx
 
     outcomes: list[CheckOutcome] = []
@@ -757,6 +780,7 @@ def _cannot_fail(check: Check, frame: Any) -> bool:
 def _expectations(checks: list[Check], as_seconds: dict[str, str]) -> tuple[dict[int, Any], list[tuple[Check, str]]]:
     """The GE expectation of each check (by its index in `checks`), and the checks whose
     expectation cannot be built (an unknown name, a wrong keyword) with the reason."""
+    _import_great_expectations()
     import great_expectations.expectations as gxe
 
     built: dict[int, Any] = {}
