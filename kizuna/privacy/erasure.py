@@ -32,9 +32,10 @@ or file, what was last checked (a watermark or the file's size and time) against
 state of the register; anything new or changed, and everything once the register grows,
 is checked again, except archived files unchanged since they were read: their index
 (`ledger.erasure_file_values`, hash prefixes of the identities each holds) says whether the
-new entries are in them, and only those are read again. Crash safety: the register and the suppressions are written first, the
-warehouse purge is one transaction, every file is replaced atomically, and a rewrite or
-VACUUM that did not finish is flagged in `ledger.erasure_meta` and done by the next run.
+new entries are in them, and only those are read again. Crash safety: the register and the
+suppressions are written first, the warehouse purge is one transaction, every file is
+replaced atomically, and a rewrite or VACUUM that did not finish is flagged in
+`ledger.erasure_meta` and done by the next run.
 
 The caller must not hold the warehouse open: this opens it through `kizuna.warehouse.connect`
 and replaces the file when it rewrites it.
