@@ -771,7 +771,8 @@ class _Run:
         st = path.stat()
         place = self.place(path)
         self.con.execute("delete from ledger.erasure_file_values where place = ?", [place])
-        values = pa.table({"value_prefix": pa.array(np.frombuffer(kept, dtype=np.uint64)) if kept
+        # A copy: a view of `kept` would stop it from being cleared for the next file while DuckDB holds the table.
+        values = pa.table({"value_prefix": pa.array(np.frombuffer(kept, dtype=np.uint64).copy()) if kept
                            else pa.array([None], pa.uint64())})
         self.con.register("_kz_values", values)
         try:
