@@ -673,20 +673,15 @@ def _batch_definition(gate: str, table: str) -> Any:
     return _GE[key]
 
 
-def _validate_frames(gate: str, frames: dict[str, Any], checks: list[Check], examples: int) -> list[CheckOutcome]:
-    """Every expectation check of `checks` on its table's frame; whatever goes wrong becomes an outcome."""
-    outcomes: list[CheckOutcome] = []
-    for table, frame in frames.items():
-        mine = [c for c in checks if c.table == table and c.kind == "expectation"]
-        if not mine:
-            continue
-        try:
-            outcomes += _validate_table(gate, table, frame, mine, examples)
-        except Exception as exc:  # GE or pandas failing on this frame: its checks could not run
-            done = {o.check.name for o in outcomes}
-            outcomes += _could_not_run([c for c in mine if c.name not in done],
-                                       f"Great Expectations failed on {table}: {_error_message(exc)}", len(frame))
-    return outcomes
+def _validate_frame(gate: str, table: str, frame: Any, checks: list[Check], examples: int) -> list[CheckOutcome]:
+    """Every expectation check of `checks` on the table's frame; whatever goes wrong becomes an outcome."""
+    mine = [c for c in checks if c.table == table and c.kind == "expectation"]
+    if not mine:
+        return []
+    try:
+        return _validate_table(gate, table, frame, mine, examples)
+    except Exception as exc:  # GE or pandas failing on this frame: its checks could not run
+        return _could_not_run(mine, f"Great Expectations failed on {table}: {_error_message(exc)}", len(frame))
 
 
 def _validate_table(gate: str, table: str, frame: Any, mine: list[Check], examples: int) -> list[CheckOutcome]:
@@ -983,6 +978,7 @@ def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | N
     rows: dict[str, int] = {}
     keys: dict[str, str | None] = {}
     reused: list[str] = []
+    passed = _passed_keys(con, gate) if schema == "marts" else {}
     for table, frame, runnable, unreadable in _table_frames(con, schema, checks, config, night):
         outcomes += unreadable
         if frame is None:
@@ -990,12 +986,13 @@ def _run(gate: str, con: duckdb.DuckDBPyConnection, schema: str, night: date | N
         rows[table] = len(frame)
         if schema == "marts":  # issue 20: a mart frame already checked as it is now passes again, without GE
             keys[table] = _fingerprint(gate, table, frame, runnable)  # before GE touches the frame
-            if _passed_before(con, gate, {table: keys[table]}, runnable):
+            expectations = [c for c in runnable if c.kind == "expectation"]
+            if expectations and keys[table] is not None and passed.get(table) == keys[table]:
                 reused.append(table)
-                outcomes += [CheckOutcome(c, True, 0, [], len(frame)) for c in runnable if c.kind == "expectation"]
+                outcomes += [CheckOutcome(c, True, 0, [], len(frame)) for c in expectations]
                 del frame
                 continue
-        outcomes += _validate_frames(gate, {table: frame}, runnable, examples)
+        outcomes += _validate_frame(gate, table, frame, runnable, examples)
         del frame  # one frame at a time (`_table_frames`)
     if schema == "marts":
         _remember_passed(con, gate, keys, outcomes)
@@ -1061,17 +1058,14 @@ def _fingerprint(gate: str, table: str, frame: Any, checks: list[Check]) -> str 
     return digest.hexdigest()
 
 
-def _passed_before(con: duckdb.DuckDBPyConnection, gate: str, keys: dict[str, str | None],
-                   checks: list[Check]) -> list[str]:
-    """The tables whose frame and checks (`keys`: `_fingerprint`) are the same as when they last passed every
-    GE check: the same checks on the same values give the same outcomes, so GE (4-9 s to import) is not asked."""
+def _passed_keys(con: duckdb.DuckDBPyConnection, gate: str) -> dict[str, str]:
+    """{table: `_fingerprint` of its frame and checks} when they last passed every GE check: the same checks on
+    the same values give the same outcomes, so GE (4-9 s to import) is not asked again."""
     schema, name = PASSED_TABLE.split(".")
     if not con.execute("select count(*) from duckdb_tables() where database_name = current_database() "
                        "and schema_name = ? and table_name = ?", [schema, name]).fetchone()[0]:
-        return []
-    stored = dict(con.execute(f"select table_name, key from {PASSED_TABLE} where gate = ?", [gate]).fetchall())
-    return sorted(t for t, key in keys.items() if key is not None and stored.get(t) == key
-                  and any(c.table == t and c.kind == "expectation" for c in checks))
+        return {}
+    return dict(con.execute(f"select table_name, key from {PASSED_TABLE} where gate = ?", [gate]).fetchall())
 
 
 def _remember_passed(con: duckdb.DuckDBPyConnection, gate: str, keys: dict[str, str | None],
